@@ -1,0 +1,4 @@
+"""Part 1, rates and limits of first-order methods.
+
+Book: chapters/foundations/
+"""

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Write the one setup-cell template into every chapter, or check that each chapter has it.
+
+Every chapter's setup cell (the code cell tagged ``setup``) starts with the same
+block: in Colab, or any Python without ``optlab``, it installs the package from
+the repository and release tag set once in ``_config.yml``; where ``optlab`` is
+installed it does nothing but apply the book's plotting style.  The chapter's own
+imports and seeds follow the block.
+
+    python tools/setup_cell.py            # write the block into every chapter in _toc.yml
+    python tools/setup_cell.py --check    # exit 1 if a chapter's block differs from the template
+    python tools/setup_cell.py PATH ...   # only these notebooks
+
+The install source can be overridden with the environment variable OPTLAB_SOURCE
+(any pip requirement: a wheel path, a directory, ``optlab @ git+...``); the tests
+use it to install a locally built wheel.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import nbformat
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from _book import config, resolve  # noqa: E402
+
+BEGIN = "# --- optlab setup (written by tools/setup_cell.py from one template: edit the template) ---"
+END = "# --- end of optlab setup ---"
+TEMPLATE = '''{begin}
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("optlab") is None:  # Colab or a fresh Python: install the book's package
+    _source = os.environ.get("OPTLAB_SOURCE", "optlab @ git+{url}@{release}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _source], check=True)
+from optlab.plotting import use_style
+
+use_style()  # opaque white figures, readable in the dark theme too
+{end}'''
+
+
+def install_source(cfg=None) -> str:
+    """The pip requirement the setup cell installs from, built from ``_config.yml``."""
+    cfg = cfg or config()
+    url = cfg["repository"]["url"].rstrip("/")
+    return f"optlab @ git+{url}@{cfg['release']}"
+
+
+def block(cfg=None) -> str:
+    """The setup block, rendered from ``_config.yml``."""
+    cfg = cfg or config()
+    return TEMPLATE.format(begin=BEGIN, end=END, url=cfg["repository"]["url"].rstrip("/"),
+                           release=cfg["release"])
+
+
+def setup_cell(nb):
+    """The code cell tagged ``setup`` (exactly one), or raise."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and "setup" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"expected exactly one code cell tagged 'setup', found {len(cells)}")
+    return cells[0]
+
+
+def with_block(source: str, blk: str) -> str:
+    """``source`` with its setup block replaced by ``blk`` (prepended when absent)."""
+    if BEGIN in source and END in source:
+        head, rest = source.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        return head + blk + tail
+    return blk + ("\n" + source if source.strip() else "")
+
+
+def current_block(source: str):
+    """The setup block inside ``source``, or None."""
+    if BEGIN not in source or END not in source:
+        return None
+    return BEGIN + source.split(BEGIN, 1)[1].split(END, 1)[0] + END
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="*", help="notebooks or folders (default: every chapter in _toc.yml)")
+    ap.add_argument("--check", action="store_true", help="only report chapters whose block differs")
+    args = ap.parse_args(argv)
+    blk = block()
+    bad = 0
+    for path in resolve(args.paths):
+        nb = nbformat.read(path, as_version=4)
+        try:
+            cell = setup_cell(nb)
+        except ValueError as exc:
+            print(f"{path}: {exc}")
+            bad += 1
+            continue
+        if current_block(cell.source) == blk:
+            continue
+        if args.check:
+            print(f"{path}: setup block differs from the template (run tools/setup_cell.py)")
+            bad += 1
+        else:
+            cell.source = with_block(cell.source, blk)
+            nbformat.write(nb, path)
+            print(f"wrote setup block into {path}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
