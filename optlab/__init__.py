@@ -7,9 +7,9 @@ light (no torch).
 Book: chapters/toolkit.ipynb
 """
 from . import schedules
-from .core import History, Problem, Result, Trace, as_array, as_rng, as_schedule
+from .core import History, Problem, Result, Trace, as_array, as_rng, as_schedule, source
 
 __version__ = "0.1.0"
 
-__all__ = ["Problem", "Result", "History", "Trace", "as_rng", "as_schedule", "as_array",
+__all__ = ["Problem", "Result", "History", "Trace", "as_rng", "as_schedule", "as_array", "source",
            "schedules", "__version__"]

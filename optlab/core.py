@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["Problem", "Result", "History", "Trace", "as_rng", "as_schedule", "as_array"]
+__all__ = ["Problem", "Result", "History", "Trace", "as_rng", "as_schedule", "as_array", "source"]
 
 
 def as_rng(rng=None) -> np.random.Generator:
@@ -330,3 +330,35 @@ class Trace:
                       history=self.history, method=self.method, params=self.params,
                       n_iters=int(n_iters), n_evals=dict(self.n_evals), converged=bool(converged),
                       message=message)
+
+
+def source(obj, docstring: bool = False) -> str:
+    r"""The source code of a function or class, as chapters display it.
+
+    Parameters
+    ----------
+    obj : function or class
+        What to show.
+    docstring : bool
+        Keep the docstring (default: drop it, the chapter's text explains).
+
+    Examples
+    --------
+    >>> print(source(as_array).splitlines()[0])
+    def as_array(x0, name: str = "x0", ndim: Optional[int] = 1) -> np.ndarray:
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    text = textwrap.dedent(inspect.getsource(obj))
+    if docstring:
+        return text
+    node = ast.parse(text).body[0]
+    body = getattr(node, "body", [])
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        lines = text.splitlines(keepends=True)
+        doc = body[0]
+        text = "".join(lines[: doc.lineno - 1] + lines[doc.end_lineno:])
+    return text

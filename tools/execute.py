@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,6 +37,19 @@ def single_thread_env() -> None:
     for var in THREAD_VARS:
         os.environ[var] = "1"
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+class LocalKernelManager(KernelManager):
+    """A kernel on local IPC sockets in a temporary folder (no TCP ports, no warning about them)."""
+
+    def __init__(self, **kwargs):
+        self._sockets = tempfile.mkdtemp(prefix="optlab-kernel-")
+        super().__init__(transport="ipc", ip=os.path.join(self._sockets, "kernel"), **kwargs)
+
+    def cleanup_resources(self, restart=False):
+        super().cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(self._sockets, ignore_errors=True)
 
 
 def clean(nb) -> None:
@@ -53,6 +69,7 @@ def execute(path: Path, timeout: int = 600, write: bool = True):
     """Execute one notebook in place; return (seconds, notebook)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            kernel_manager_class=LocalKernelManager,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
@@ -81,10 +98,13 @@ def main(argv=None) -> int:
     times = {}
     for path in resolve(args.paths):
         seconds, _ = execute(path, timeout=args.timeout)
-        rel = path.relative_to(ROOT).as_posix()
-        times[rel] = round(seconds, 1)
+        inside = path.is_relative_to(ROOT)
+        rel = path.relative_to(ROOT).as_posix() if inside else str(path)
+        if inside:
+            times[rel] = round(seconds, 1)
         print(f"{seconds:7.1f} s  {rel}", flush=True)
-    save_runtimes(times)
+    if times:
+        save_runtimes(times)
     return 0
 
 

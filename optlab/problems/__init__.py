@@ -19,8 +19,7 @@ Examples
 Book: chapters/toolkit.ipynb
 """
 from .functions import ackley, branin, rastrigin, rosenbrock
-from .logistic import (breast_cancer_logistic, digits_logistic, logistic_regression,
-                       synthetic_logistic)
+from .logistic import breast_cancer_logistic, digits_logistic, logistic_regression, synthetic_logistic
 from .quadratics import least_squares, quadratic
 
 __all__ = ["rosenbrock", "rastrigin", "ackley", "branin", "quadratic", "least_squares",

@@ -9,8 +9,8 @@ The workhorse smooth, strongly convex finite sum of the stochastic chapters:
 where ``z_i`` is the feature vector ``x_i`` with a ``1`` appended (the
 intercept, penalized like the other weights, so ``f`` is ``lambda``-strongly
 convex).  Labels may be given in ``{0, 1}`` or ``{-1, 1}``.  The minimizer is
-computed once, with :func:`scipy.optimize.minimize` (Newton-CG, tight
-tolerance); it matches scikit-learn's ``LogisticRegression(C=1/(n lambda),
+computed once, with :func:`scipy.optimize.minimize` (trust-region
+Newton-CG, gradient tolerance ``1e-10``); it matches scikit-learn's ``LogisticRegression(C=1/(n lambda),
 fit_intercept=False)`` fitted on the augmented features ``z_i``.
 
 Real data come only from scikit-learn's bundled toy datasets: nothing is
@@ -100,7 +100,7 @@ def logistic_regression(X, y, l2: float = 1e-3, name: str = "logistic_regression
     >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
     >>> p = logistic_regression(X, y, l2=0.1)
     >>> p.dim, round(p.f_star, 4), np.round(p.x_star, 3).tolist()
-    (2, 0.4729, [0.949, -1.424])
+    (2, 0.4616, [0.987, -0.972])
     """
     X = as_array(X, "X", ndim=2)
     n, p = X.shape
@@ -134,9 +134,10 @@ def logistic_regression(X, y, l2: float = 1e-3, name: str = "logistic_regression
         Zb, sb = Z[idx], s[idx]
         return (-sb * expit(-sb * (Zb @ w))) @ Zb / batch_size + l2 * w
 
-    sol = minimize(f, np.zeros(d), jac=grad, hessp=hvp, method="Newton-CG",
-                   options={"xtol": 1e-14, "maxiter": 1000})
-    x_star = sol.x
+    # Trust-region Newton-CG; it may report "failure to predict improvement" once
+    # the gradient is at rounding level, so we record the gradient norm instead.
+    x_star = minimize(f, np.zeros(d), jac=grad, hessp=hvp, method="trust-ncg",
+                      options={"gtol": 1e-10, "maxiter": 1000}).x
     return Problem(name, f=f, grad=grad, hvp=hvp, stoch_grad=stoch_grad, x0=np.zeros(d),
                    x_star=x_star, f_star=f(x_star),
                    info={"X": X, "y": np.array(y, copy=True), "Z": Z, "l2": l2,
@@ -148,7 +149,7 @@ def logistic_regression(X, y, l2: float = 1e-3, name: str = "logistic_regression
 def synthetic_logistic(n: int = 500, dim: int = 10, l2: float = 1e-3, rng=0) -> Problem:
     r"""Logistic regression on Gaussian features with labels from a planted model.
 
-    ``x_i ~ N(0, I)``, ``w_true ~ N(0, I / dim)`` and ``y_i ~ Bernoulli(sigma(x_i^T
+    ``x_i ~ N(0, I)``, ``w_true ~ N(0, 9 I / dim)`` (so ``x_i^T w_true ~ N(0, 9)``) and ``y_i ~ Bernoulli(sigma(x_i^T
     w_true))``.  There is no intercept (the data have none), so ``p.dim == dim``.
 
     Parameters
@@ -164,7 +165,7 @@ def synthetic_logistic(n: int = 500, dim: int = 10, l2: float = 1e-3, rng=0) -> 
     --------
     >>> p = synthetic_logistic()
     >>> p.name, p.dim, round(p.f_star, 4)
-    ('synthetic_logistic(n=500, d=10)', 10, 0.4997)
+    ('synthetic_logistic(n=500, d=10)', 10, 0.3921)
     """
     n, d = _check_int(n, "n", 1), _check_int(dim, "dim", 1)
     rng = as_rng(rng)
@@ -186,7 +187,7 @@ def breast_cancer_logistic(l2: float = 1e-3) -> Problem:
     --------
     >>> p = breast_cancer_logistic()
     >>> p.dim, round(p.f(p.x0), 4), round(p.f_star, 4)
-    (31, 0.6931, 0.0541)
+    (31, 0.6931, 0.0598)
     """
     from sklearn.datasets import load_breast_cancer
 

@@ -7,7 +7,7 @@ stored in ``info``; the rates of the foundations chapters are stated in them.
 Examples
 --------
 >>> p = quadratic(dim=5, cond=10.0)
->>> round(p.info["L"] / p.info["mu"], 6), round(p.gap(p.x_star), 12)
+>>> round(p.info["L"] / p.info["mu"], 6), abs(round(p.gap(p.x_star), 12))
 (10.0, 0.0)
 
 References
@@ -84,6 +84,7 @@ def quadratic(dim: int = 10, cond: float = 100.0, rng=0) -> Problem:
         return _points(x, d) @ A - b
 
     def hvp(x, v):
+        _points(x, d)                       # the Hessian is constant; x is only checked
         return _points(v, d, "v") @ A
 
     return Problem(f"quadratic(d={d}, cond={cond:g})", f=f, grad=grad, hvp=hvp, x0=np.zeros(d),
@@ -154,6 +155,7 @@ def least_squares(n: int = 200, dim: int = 20, noise: float = 0.1, cond=None, rn
         return (_points(w, d) @ X.T - y) @ X / n
 
     def hvp(w, v):
+        _points(w, d, "w")
         return (_points(v, d, "v") @ X.T) @ X / n
 
     def stoch_grad(w, rng, batch_size=1):

@@ -1,0 +1,276 @@
+"""Assignments: tools/assignment.py turns a chapter into nbgrader instructor and student notebooks.
+
+The fixture tests/data/tiny_chapter.ipynb is a chapter in miniature (setup cell, claim,
+two exercises, one self-check with hidden tests) that autogrades in seconds; every chapter
+of the book goes through `nbgrader generate_assignment`, and one real chapter through a full
+autograde (marked slow).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import assignment  # noqa: E402
+from _book import notebooks  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "data" / "tiny_chapter.ipynb"
+NAME = "tiny"
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def by_grade_id(nb) -> dict:
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+def kind(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id", "").split("-")[0] or None
+
+
+def without_regions(source: str, begin: str, end: str, stub: str = "") -> str:
+    """``source`` with each begin...end region (marker lines included) replaced by ``stub``
+    indented like the begin marker: what the student version must contain."""
+    out, inside = [], False
+    for line in source.split("\n"):
+        if begin in line:
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [indent + stub_line for stub_line in stub.split("\n")] if stub else []
+        elif end in line:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "\n".join(out)
+
+
+def region_lines(source: str, begin: str, end: str) -> list[str]:
+    """The stripped non-blank lines strictly inside begin...end regions."""
+    lines, inside = [], False
+    for line in source.splitlines():
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+def check_student(instructor, student) -> None:
+    """The student version is the instructor version minus solutions, hidden tests and outputs."""
+    assert [c.cell_type for c in student.cells] == [c.cell_type for c in instructor.cells]
+    text = nbformat.writes(student)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        assert marker not in text
+    for ins, stu in zip(instructor.cells, student.cells):
+        if stu.cell_type == "code":
+            assert stu.outputs == [] and stu.execution_count is None, "outputs are cleared"
+        assert kind(stu) == kind(ins)
+        if kind(ins) == "solution":
+            assert stu.source == without_regions(ins.source, "BEGIN SOLUTION", "END SOLUTION", assignment.CODE_STUB)
+            assert 'raise NotImplementedError("' in stu.source
+            assert not set(region_lines(ins.source, "BEGIN SOLUTION", "END SOLUTION")) & {
+                line.strip() for line in stu.source.splitlines()}, "no solution line survives"
+        elif kind(ins) == "selfcheck":
+            assert stu.source == without_regions(ins.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+            assert stu.metadata["nbgrader"]["points"] == assignment.POINTS
+        else:
+            assert stu.source == ins.source
+
+
+# --------------------------------------------------------------------------- the instructor version
+
+def test_make_instructor_adds_nbgrader_metadata():
+    chapter = read(FIXTURE)
+    before = nbformat.writes(chapter)
+    nb = assignment.make_instructor(chapter, "tiny_chapter.ipynb")
+    assert nbformat.writes(chapter) == before, "the chapter itself is not modified"
+    assert nbformat.writes(assignment.make_instructor(chapter)) == nbformat.writes(nb), "deterministic"
+    meta = [c.metadata.get("nbgrader") for c in nb.cells]
+    assert [m["grade_id"] for m in meta if m] == [
+        "readonly-1", "readonly-2", "readonly-3", "solution-1", "selfcheck-1", "solution-2", "selfcheck-2"]
+    for cell, m in zip(nb.cells, meta):
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "markdown":
+            assert m is None
+        elif "solution" in tags:
+            assert m == {"grade": False, "solution": True, "locked": False, "grade_id": m["grade_id"],
+                         "schema_version": 3}
+        elif "selfcheck" in tags:
+            assert m == {"grade": True, "solution": False, "locked": True, "points": 1,
+                         "grade_id": m["grade_id"], "schema_version": 3}
+        else:
+            assert m == {"grade": False, "solution": False, "locked": True, "grade_id": m["grade_id"],
+                         "schema_version": 3}
+    assert [c.source for c in nb.cells] == [c.source for c in chapter.cells]
+    assert [c.get("outputs") for c in nb.cells] == [c.get("outputs") for c in chapter.cells], "outputs kept"
+
+
+def _tagged(nb, tag):
+    return next(i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", []))
+
+
+def _untag(nb, tag):
+    for cell in nb.cells:
+        cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != tag]
+
+
+def _set(nb, i, source):
+    nb.cells[i].source = source
+
+
+BROKEN = {
+    "no solution cell": (lambda nb: _untag(nb, "solution"), "no cell is tagged 'solution'", None),
+    "no self-check": (lambda nb: _untag(nb, "selfcheck"), "no cell is tagged 'selfcheck'", None),
+    "solution without markers": (
+        lambda nb: _set(nb, _tagged(nb, "solution"), "def grad_quadratic(A, b, x):\n    return A @ x - b"),
+        "a 'solution' cell without '### BEGIN SOLUTION'", 7),
+    "markers in prose": (
+        lambda nb: _set(nb, 6, "## Exercises\n\nAnswers go between\n### BEGIN SOLUTION\nand\n### END SOLUTION"),
+        "solution markers outside a 'solution' cell", 6),
+    "begin without end": (
+        lambda nb: _set(nb, 10, "### BEGIN SOLUTION\ndef smoothness(A):\n    return 2.0"),
+        "'BEGIN SOLUTION' without 'END SOLUTION'", 10),
+    "hidden tests in an ordinary cell": (
+        lambda nb: _set(nb, 3, "### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS"),
+        "hidden-test markers outside a 'selfcheck' cell", 3),
+    "both tags": (
+        lambda nb: nb.cells[8].metadata["tags"].append("solution"), "tagged both 'solution' and 'selfcheck'", 8),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_chapter_gets_a_clear_error(case):
+    breaks, message, cell = BROKEN[case]
+    nb = read(FIXTURE)
+    breaks(nb)
+    with pytest.raises(assignment.AssignmentError) as err:
+        assignment.make_instructor(nb, "chapters/part/broken.ipynb")
+    text = str(err.value)
+    assert "chapters/part/broken.ipynb cannot become an assignment" in text and message in text
+    if cell is not None:
+        assert f"cell {cell} (" in text
+
+
+def test_command_line_reports_a_broken_chapter(tmp_path, capsys):
+    nb = read(FIXTURE)
+    _untag(nb, "selfcheck")
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    assert assignment.main([str(path), "--course", str(tmp_path / "course")]) == 1
+    assert "no cell is tagged 'selfcheck'" in capsys.readouterr().err
+    assert not (tmp_path / "course").exists(), "nothing is written for a broken chapter"
+
+
+@pytest.mark.parametrize("chapters, name, message", [
+    ([FIXTURE, FIXTURE], "twice", "share a file name"),
+    ([FIXTURE, ROOT / "other" / "x.ipynb"], None, "give it a name"),
+    ([FIXTURE], "week 1", "letters, digits"),
+])
+def test_build_course_checks_its_arguments(tmp_path, chapters, name, message):
+    with pytest.raises(assignment.AssignmentError, match=message):
+        assignment.build_course(chapters, tmp_path, name)
+
+
+# --------------------------------------------------------------------------- the fixture, through nbgrader
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course_dir = tmp_path_factory.mktemp("course")
+    [(instructor, student)] = assignment.build_course([FIXTURE], course_dir, NAME)
+    return course_dir, instructor, student
+
+
+def test_course_layout(course):
+    course_dir, instructor, student = course
+    assert instructor == course_dir / "source" / NAME / "tiny_chapter.ipynb"
+    assert student == course_dir / "release" / NAME / "tiny_chapter.ipynb"
+    assert (course_dir / "gradebook.db").exists()
+    config = (course_dir / "nbgrader_config.py").read_text()
+    assert f"c.Execute.timeout = {assignment.TIMEOUT}" in config
+    assert "BEGIN HIDDEN TESTS" in instructor.read_text(), "the instructor keeps the hidden tests"
+
+
+def test_student_version_has_no_solutions(course):
+    _, instructor, student = course
+    ins, stu = read(instructor), read(student)
+    check_student(ins, stu)
+    text = nbformat.writes(stu)
+    for cell in ins.cells:  # nothing of the answers or hidden tests, anywhere
+        for line in region_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION") + region_lines(
+                cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+            assert line not in text
+    # the stubs raise NotImplementedError when run
+    cells = by_grade_id(stu)
+    namespace = {"np": __import__("numpy")}
+    exec(cells["solution-1"].source, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["grad_quadratic"](None, None, None)
+    with pytest.raises(NotImplementedError):
+        exec(cells["solution-2"].source, namespace)
+
+
+def test_instructor_version_scores_full_marks(course):
+    course_dir, instructor, _ = course
+    scores = assignment.autograde(course_dir, NAME, "instructor", instructor)
+    assert scores == {"cells": {"selfcheck-1": 1.0, "selfcheck-2": 1.0}, "total": 2.0, "max_score": 2.0}
+
+
+def test_untouched_student_version_scores_zero(course):
+    course_dir, _, student = course
+    scores = assignment.autograde(course_dir, NAME, "untouched", student)
+    assert scores == {"cells": {"selfcheck-1": 0.0, "selfcheck-2": 0.0}, "total": 0.0, "max_score": 2.0}
+    graded = by_grade_id(read(course_dir / "autograded" / "untouched" / NAME / "tiny_chapter.ipynb"))
+    for grade_id in ("solution-1", "selfcheck-1", "solution-2", "selfcheck-2"):
+        assert [o.get("ename") for o in graded[grade_id].outputs if o.output_type == "error"], grade_id
+    assert graded["solution-2"].outputs[-1].ename == "NotImplementedError"
+
+
+def test_autograde_restores_tests_and_read_only_cells(course, tmp_path):
+    """A student who answers exercise 1, hard-codes exercise 2 to pass its visible check, moves
+    the point where exercise 1 is checked and adds a cell of their own gets one point of two."""
+    course_dir, _, student = course
+    nb = read(student)
+    cells = by_grade_id(nb)
+    cells["solution-1"].source = "def grad_quadratic(A, b, x):\n    return A @ x - b"
+    cells["solution-2"].source = "def smoothness(A):\n    return 2.0  # passes the visible check only"
+    cells["readonly-2"].source = "A = np.diag([2.0, 1.0])\nb = np.ones(2)\nx_star = np.zeros(2)"
+    nb.cells.append(nbformat.v4.new_code_cell('import os\nprint("threads", os.environ.get("OMP_NUM_THREADS"))'))
+    path = tmp_path / "tiny_chapter.ipynb"
+    nbformat.write(nb, path)
+    scores = assignment.autograde(course_dir, NAME, "partial", path)
+    # selfcheck-1 passes only if readonly-2 was restored, selfcheck-2 fails only if its hidden test came back
+    assert scores["cells"] == {"selfcheck-1": 1.0, "selfcheck-2": 0.0}
+    assert scores["total"] == 1.0
+    graded = read(course_dir / "autograded" / "partial" / NAME / "tiny_chapter.ipynb")
+    assert graded.cells[-1].outputs[0].text == "threads 1\n", "the kernel runs with one thread"
+
+
+# --------------------------------------------------------------------------- the book's chapters
+
+@pytest.mark.parametrize("chapter", notebooks(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_chapter_becomes_an_assignment(chapter, tmp_path):
+    [(instructor, student)] = assignment.build_course([chapter], tmp_path)
+    ins, stu = read(instructor), read(student)
+    kinds = [kind(c) for c in ins.cells]
+    assert "solution" in kinds and "selfcheck" in kinds
+    check_student(ins, stu)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not notebooks(), reason="no chapter in _toc.yml yet")
+def test_a_real_chapter_autogrades(tmp_path):
+    """Full marks for the instructor version of the book's first chapter, zero for the student's."""
+    chapter = notebooks()[0]
+    [(instructor, student)] = assignment.build_course([chapter], tmp_path, "chapter")
+    full = assignment.autograde(tmp_path, "chapter", "instructor", instructor)
+    assert full["total"] == full["max_score"] > 0, full
+    zero = assignment.autograde(tmp_path, "chapter", "untouched", student)
+    assert set(zero["cells"].values()) == {0.0}, zero

@@ -1,0 +1,636 @@
+r"""The HTML book as a reader sees it: built, served on loopback, opened in headless Chromium.
+
+Pages checked: the preface (the root of ``_toc.yml``), the toolkit chapter and the
+first page of every part of ``_toc.yml`` (the Appendix included: its first page,
+the notation, is the densest math of the book), read from ``_toc.yml`` so the list
+grows with the book.  On each page:
+
+- math is typeset by MathJax from the book's own files (``mjx-container`` in every
+  math element, no MathJax error, no raw ``$$``, ``\(``, ``\[`` or ``\begin{`` left
+  in the text), and the page made no request off this machine (each one is blocked
+  and reported);
+- every image loads (``naturalWidth > 0``);
+- a chapter built from a notebook has a Colab button linking to its ``.ipynb`` on the
+  repository and branch of ``_config.yml``; a Markdown page has none;
+- no raw MyST text (``:::``, ``{exercise}``, ``{prf:``, ``{cite}``...) is left anywhere
+  in the article, hidden parts included;
+- solutions are collapsed (``{solution}`` admonitions and code cells tagged
+  ``solution``) and open on a click;
+- an issue button for the page and a search box are there.
+
+Besides: the search page finds each part's first chapter by its method's name (its
+slug, ``last_iterate`` -> "last iterate"), the search box of the preface leads there,
+and in the dark theme every figure of the first chapter with figures keeps an opaque
+white background and stays readable.
+
+Screenshots go to ``_build/screenshots/`` for review.
+
+The book is built once per session with ``jupyter-book build`` into a temporary
+folder.  Set ``OPTLAB_BOOK_HTML=_build/html`` to check an existing build instead
+(``.ci/run`` does, right after its own ``jupyter-book build -W``); a page older than
+its source fails as stale.  The browser is Debian's Chromium (``/usr/bin/chromium``,
+or the path in ``CHROMIUM``), driven by the ``playwright`` package; where either is
+missing the tests are skipped locally, and fail when ``CI`` is set.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+MAX_SHOT_HEIGHT = 6000  # px: full-page screenshots are cut there to keep _build/screenshots small
+TIMEOUT_MS = 30_000
+# Page errors that are Jupyter Book 1's own and harmless: it adds sphinx-thebe's inline config script
+# twice to every page, so the second `const THEBE_JS_URL` throws; the first one stands (and this
+# book does not use thebe).  Any other JavaScript error fails the page.
+KNOWN_JS_ERRORS = ["Identifier 'THEBE_JS_URL' has already been declared"]
+
+# Raw text that means MyST (or a role/directive) was not parsed: never in a rendered page.
+RAW_MYST = [":::", "```{", "{exercise}", "{solution", "{prf:", "{cite}", "{cite:", "{eval-rst}",
+            "{bibliography}", "{math}", "{ref}", "{numref}", "{doc}", "{eq}", "{code-cell}", "{glue"]
+# Raw TeX outside code: math that MathJax did not typeset.
+RAW_MATH = ["$$", "\\(", "\\)", "\\[", "\\]", "\\begin{"]
+RAW_INLINE_MATH = re.compile(r"\$[^$\n]{0,200}?\\[A-Za-z]+[^$\n]{0,200}?\$")
+
+
+# --------------------------------------------------------------------------- the book's facts
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def _toc() -> dict:
+    return yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+
+def _first_file(entries):
+    for entry in entries or []:
+        if "file" in entry:
+            return entry["file"]
+        found = _first_file(entry.get("sections")) or _first_file(entry.get("chapters"))
+        if found:
+            return found
+    return None
+
+
+def _strip_suffix(file: str) -> str:
+    return re.sub(r"\.(md|ipynb)$", "", file)
+
+
+def pages_to_check() -> list[str]:
+    """Preface, toolkit chapter and every part's first page, in book order (no suffix)."""
+    toc = _toc()
+    pages = [toc["root"], "chapters/toolkit"]
+    pages += [_first_file(part.get("chapters")) for part in toc.get("parts", [])]
+    pages += [_first_file(toc.get("chapters"))]
+    out = []
+    for page in pages:
+        if page and _strip_suffix(page) not in out:
+            out.append(_strip_suffix(page))
+    return out
+
+
+def method_chapters() -> list[str]:
+    """The first notebook chapter of each part, but the toolkit (which teaches no method)."""
+    toc = _toc()
+    chapters = [_strip_suffix(_first_file(part.get("chapters")) or "") for part in toc.get("parts", [])]
+    return [c for c in chapters if c and c != "chapters/toolkit" and (ROOT / f"{c}.ipynb").exists()]
+
+
+def source_of(page: str) -> Path | None:
+    for suffix in (".ipynb", ".md"):
+        if (ROOT / f"{page}{suffix}").exists():
+            return ROOT / f"{page}{suffix}"
+    return None
+
+
+def repo_url() -> str:
+    return _config()["repository"]["url"].rstrip("/")
+
+
+def colab_href(page: str) -> str:
+    """The Colab link sphinx-book-theme should build for a notebook page, from ``_config.yml``."""
+    cfg = _config()
+    repo = cfg["repository"]
+    owner_name = urlsplit(repo["url"]).path.strip("/").removesuffix(".git")
+    book = (repo.get("path_to_book") or "").strip("/")
+    path = f"{book}/{page}.ipynb" if book else f"{page}.ipynb"
+    colab = cfg.get("launch_buttons", {}).get("colab_url", "https://colab.research.google.com").rstrip("/")
+    return f"{colab}/github/{owner_name}/blob/{repo.get('branch', 'main')}/{path}"
+
+
+def shot_name(page: str) -> str:
+    return page.replace("/", "__")
+
+
+# --------------------------------------------------------------------------- environment
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(why: str):
+    if _in_ci():
+        pytest.fail(f"{why} (CI is set: the browser tests must run in CI; .ci/run installs chromium)",
+                    pytrace=False)
+    pytest.skip(why)
+
+
+def find_chromium() -> str | None:
+    candidates = [os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        _unavailable("no Chromium found: install Debian's chromium (apt-get install chromium) "
+                     "or set CHROMIUM=/path/to/chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("the Python package playwright is missing (pip install -r requirements.txt); "
+                     "it drives Debian's chromium, never run `playwright install`")
+    return path
+
+
+def _jupyter_book() -> list[str]:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("jupyter-book")
+    if found:
+        return [found]
+    pytest.fail("jupyter-book is not installed (pip install -r requirements.txt)", pytrace=False)
+
+
+def _check_fresh(html: Path) -> None:
+    stale = []
+    for page in pages_to_check():
+        built, src = html / f"{page}.html", source_of(page)
+        if not built.exists():
+            stale.append(f"{built} is missing")
+        elif src is not None and src.stat().st_mtime > built.stat().st_mtime + 1:
+            stale.append(f"{built.name} is older than {src.relative_to(ROOT)}")
+    if stale:
+        pytest.fail(f"OPTLAB_BOOK_HTML={html} is not a fresh build of this tree: " + "; ".join(stale)
+                    + ". Rebuild it (jupyter-book build .) or unset OPTLAB_BOOK_HTML.", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def book_html(chromium, tmp_path_factory) -> Path:
+    """The built HTML: OPTLAB_BOOK_HTML if set (checked fresh), else a fresh build in a temporary folder."""
+    given = os.environ.get("OPTLAB_BOOK_HTML")
+    if given:
+        html = Path(given)
+        html = (html if html.is_absolute() else ROOT / html).resolve()
+        _check_fresh(html)
+        return html
+    out = tmp_path_factory.mktemp("book")
+    cmd = _jupyter_book() + ["build", str(ROOT), "--path-output", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    html = out / "_build" / "html"
+    if proc.returncode != 0 or not (html / f"{_toc()['root']}.html").exists():
+        pytest.fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
+                    f"{(proc.stdout + proc.stderr)[-4000:]}", pytrace=False)
+    return html
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 (the signature of the base class)
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(book_html):
+    """Base URL of the book served by http.server on 127.0.0.1 (loopback only), on a free port."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(book_html)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+    except Exception as exc:  # a broken install: say so, the same way as a missing one
+        pw.stop()
+        _unavailable(f"Chromium at {chromium} did not start: {exc}")
+    yield b
+    b.close()
+    pw.stop()
+
+
+class Tab:
+    """One browser page with every request off loopback blocked and recorded."""
+
+    def __init__(self, browser, base: str):
+        self.base = base
+        self.offsite: list[str] = []
+        self.errors: list[str] = []
+        self.context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, service_workers="block")
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _route(self, route):
+        host = urlsplit(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            self.offsite.append(route.request.url)
+            route.abort()
+
+    def open(self, path: str):
+        self.page.goto(f"{self.base}/{path}", wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+        return self.page
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser, server):
+    t = Tab(browser, server)
+    yield t
+    t.close()
+
+
+def screenshot(page, name: str, full_page: bool = True) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    height = page.evaluate("document.documentElement.scrollHeight")
+    if full_page and height > MAX_SHOT_HEIGHT:
+        page.screenshot(path=str(path), full_page=True,
+                        clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": MAX_SHOT_HEIGHT})
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+# --------------------------------------------------------------------------- in-page probes (JS)
+
+WAIT_MATHJAX = """async () => {
+  if (!window.MathJax || !window.MathJax.startup) return 'MathJax did not load';
+  await window.MathJax.startup.promise;
+  return 'ok';
+}"""
+
+WAIT_IMAGES = """async () => {
+  const imgs = [...document.images];
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => {
+    i.addEventListener('load', r, {once: true}); i.addEventListener('error', r, {once: true});
+    setTimeout(r, 15000);
+  })));
+  return imgs.map(i => ({src: i.getAttribute('src'), width: i.naturalWidth, complete: i.complete}));
+}"""
+
+PROBE = """() => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const textOf = (root, skip) => {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const parts = [];
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const p = n.parentElement;
+      if (!p || p.closest(skip)) continue;
+      parts.push(n.nodeValue);
+    }
+    return parts.join('');
+  };
+  const visible = el => el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
+  const math = [...article.querySelectorAll('.math')];
+  const solutions = [...article.querySelectorAll('.solution')].filter(el => el.matches('.admonition, div'));
+  const solutionCells = [...article.querySelectorAll('.cell.tag_solution')];
+  const issue = [...document.querySelectorAll('a[href*="/issues/new"]')].map(a => a.href);
+  const searchInputs = [...document.querySelectorAll('form.bd-search input[name="q"], input[name="q"]')];
+  const searchButtons = [...document.querySelectorAll('.search-button__button, .search-button-field, form.bd-search')];
+  return {
+    title: document.title,
+    mathElements: math.length,
+    mathUntypeset: math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 80)),
+    mjx: document.querySelectorAll('mjx-container').length,
+    mathErrors: [...document.querySelectorAll('mjx-merror')].map(
+        el => el.getAttribute('data-mjx-error') || el.textContent.slice(0, 80)),
+    undefinedMacros: [...document.querySelectorAll('mjx-mtext')].filter(
+        el => /^\\\\/.test(el.textContent) || (el.getAttribute('style') || '').includes('red')).map(el => el.textContent),
+    // Text a reader reads, code and typeset math left out: raw TeX here was never typeset.
+    proseText: textOf(document.body, 'pre, code, script, style, textarea, mjx-container, .highlight, .MathJax'),
+    // The whole article, hidden parts and code included, for raw MyST.
+    articleText: textOf(article, 'script, style, mjx-container'),
+    colab: [...document.querySelectorAll('a[href*="colab.research.google.com"]')].map(a => a.href),
+    issue,
+    searchForms: [...document.querySelectorAll('form.bd-search')].map(f => f.getAttribute('action')),
+    searchInputs: searchInputs.length,
+    searchVisible: searchButtons.some(visible) || searchInputs.some(visible),
+    solutions: solutions.map(el => ({
+      id: el.id,
+      classes: el.className,
+      bodyVisible: [...el.children].filter(c => !c.matches('.admonition-title, button'))
+          .some(c => visible(c) && c.textContent.trim().length > 0),
+    })),
+    solutionCells: solutionCells.map((el, i) => ({
+      index: i,
+      classes: el.className,
+      codeVisible: [...el.querySelectorAll('.cell_input')].some(visible),
+      outputVisible: [...el.querySelectorAll('.cell_output')].some(visible),
+    })),
+  };
+}"""
+
+# Decode a PNG (bytes given as base64) in the page and report pixels: corners at an inset, darkest pixel.
+PIXELS = """async ([b64, inset]) => {
+  const img = new Image();
+  img.src = 'data:image/png;base64,' + b64;
+  await img.decode();
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  const at = (x, y) => { const k = 4 * (y * c.width + x); return [d[k], d[k + 1], d[k + 2], d[k + 3]]; };
+  const w = c.width - 1 - inset, h = c.height - 1 - inset;
+  let darkest = [255, 255, 255, 255], minSum = 1e9, minAlpha = 255;
+  for (let k = 0; k < d.length; k += 4) {
+    const s = d[k] + d[k + 1] + d[k + 2];
+    if (s < minSum) { minSum = s; darkest = [d[k], d[k + 1], d[k + 2], d[k + 3]]; }
+    if (d[k + 3] < minAlpha) minAlpha = d[k + 3];
+  }
+  return {size: [c.width, c.height], corners: [at(inset, inset), at(w, inset), at(inset, h), at(w, h)],
+          darkest, minAlpha};
+}"""
+
+# The figure files themselves, read through a canvas (same origin): pixels of the stored PNG.
+FIGURE_FILES = """async () => {
+  const out = [];
+  for (const img of document.querySelectorAll('article .cell_output img')) {
+    await img.decode().catch(() => null);
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const at = (x, y) => { const k = 4 * (y * c.width + x); return [d[k], d[k + 1], d[k + 2], d[k + 3]]; };
+    let minAlpha = 255;
+    for (let k = 3; k < d.length; k += 4) if (d[k] < minAlpha) minAlpha = d[k];
+    const s = getComputedStyle(img);
+    out.push({src: img.getAttribute('src'), size: [c.width, c.height], minAlpha,
+              corners: [at(0, 0), at(c.width - 1, 0), at(0, c.height - 1), at(c.width - 1, c.height - 1)],
+              filter: s.filter, opacity: s.opacity, mixBlend: s.mixBlendMode,
+              padding: parseFloat(s.paddingTop) + parseFloat(s.borderTopWidth)});
+  }
+  return out;
+}"""
+
+
+# --------------------------------------------------------------------------- the checks
+
+def _luminance(rgb) -> float:
+    def lin(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (lin(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a, b) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def page_problems(tab: Tab, page: str) -> list[str]:
+    """Open one page, take its screenshot and return what is wrong with it (empty: nothing)."""
+    p = tab.open(f"{page}.html")
+    problems = []
+    mathjax = p.evaluate(WAIT_MATHJAX)
+    images = p.evaluate(WAIT_IMAGES)
+    info = p.evaluate(PROBE)
+    screenshot(p, shot_name(page))
+
+    # Math, offline.
+    if mathjax != "ok":
+        problems.append(f"MathJax: {mathjax}")
+    if info["mathElements"] and not info["mjx"]:
+        problems.append(f"{info['mathElements']} math elements but no mjx-container: MathJax typeset nothing")
+    if info["mathUntypeset"]:
+        problems.append(f"math elements left untypeset: {info['mathUntypeset'][:5]}")
+    if info["mathErrors"]:
+        problems.append(f"MathJax errors (TeX MathJax cannot parse): {info['mathErrors'][:5]}")
+    if info["undefinedMacros"]:
+        problems.append(f"undefined TeX macros (use standard MathJax commands only): {info['undefinedMacros'][:5]}")
+    prose = info["proseText"]
+    raw = [s for s in RAW_MATH if s in prose] + RAW_INLINE_MATH.findall(prose)[:3]
+    if raw:
+        where = [prose[max(0, prose.find(s) - 60):prose.find(s) + 60] for s in raw[:3]]
+        problems.append(f"raw TeX in the text (not typeset): {raw[:5]} around {where}")
+    if tab.offsite:
+        problems.append(f"requests off this machine (blocked; the page must work offline): {tab.offsite[:5]}")
+
+    # Images.
+    broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
+    if broken:
+        problems.append(f"images that did not load: {broken[:5]}")
+
+    # Colab button.
+    src = source_of(page)
+    if src is not None and src.suffix == ".ipynb":
+        expected = colab_href(page)
+        if info["colab"] != [expected]:
+            problems.append(f"Colab button: expected one link to {expected}, found {info['colab']}")
+    elif info["colab"]:
+        problems.append(f"a Markdown page should have no Colab button, found {info['colab']}")
+
+    # Raw MyST.
+    text = info["articleText"]
+    leftover = [s for s in RAW_MYST if s in text]
+    if leftover:
+        where = [text[max(0, text.find(s) - 60):text.find(s) + 80] for s in leftover[:3]]
+        problems.append(f"raw MyST text in the page: {leftover} around {where}")
+
+    # Solutions: collapsed, and a click opens them.
+    for sol in info["solutions"]:
+        if sol["bodyVisible"]:
+            problems.append(f"solution {sol['id']!r} is open (classes {sol['classes']!r}): "
+                            "give the {solution} directive the option `:class: dropdown`")
+    for cell in info["solutionCells"]:
+        if cell["codeVisible"]:
+            problems.append(f"solution cell #{cell['index'] + 1} shows its code (classes {cell['classes']!r}): "
+                            "tag the cell `hide-input` besides `solution`")
+    problems += _open_one_solution(p, info)
+
+    # Issue button and search box.
+    issue_prefix = f"{repo_url()}/issues/new"
+    issues = [h for h in info["issue"] if h.startswith(issue_prefix)]
+    if not issues:
+        problems.append(f"no issue button linking to {issue_prefix}?... (found {info['issue']})")
+    elif not any(f"/{page}.html" in unquote(h) for h in issues):
+        problems.append(f"the issue button does not name the page: {issues}")
+    if not info["searchInputs"] or not any(a and a.endswith("search.html") for a in info["searchForms"]):
+        problems.append(f"no search box (form.bd-search -> search.html): {info['searchForms']}")
+    elif not info["searchVisible"]:
+        problems.append("the search box is not visible")
+    errors = [e for e in tab.errors if not any(known in e for known in KNOWN_JS_ERRORS)]
+    if errors:
+        problems.append(f"JavaScript errors: {errors[:3]}")
+    return problems
+
+
+def _open_one_solution(p, info) -> list[str]:
+    """Click the first collapsed solution of each kind and check its content appears."""
+    problems = []
+    collapsed = [s for s in info["solutions"] if not s["bodyVisible"]]
+    if collapsed:
+        sol = p.locator(".solution").filter(has=p.locator(".admonition-title")).first
+        toggle = sol.locator("button.toggle-button, .admonition-title").first
+        toggle.click()
+        body = sol.locator("> :not(.admonition-title):not(button)").first
+        try:
+            body.wait_for(state="visible", timeout=5000)
+        except Exception:
+            problems.append(f"solution {collapsed[0]['id']!r} did not open on a click")
+    cells = [c for c in info["solutionCells"] if not c["codeVisible"]]
+    if cells:
+        cell = p.locator(".cell.tag_solution").nth(cells[0]["index"])
+        summary = cell.locator("details > summary").first
+        if summary.count():
+            summary.click()
+            try:
+                cell.locator(".cell_input").first.wait_for(state="visible", timeout=5000)
+            except Exception:
+                problems.append(f"solution cell #{cells[0]['index'] + 1} did not open on a click")
+    return problems
+
+
+@pytest.mark.parametrize("page", pages_to_check())
+def test_page_reads_well(tab, page):
+    """Math typeset offline, images, Colab and issue buttons, search box, no raw MyST, solutions collapsed."""
+    problems = page_problems(tab, page)
+    assert not problems, f"{page}.html:\n- " + "\n- ".join(problems)
+
+
+def _search_hits(p) -> list[str]:
+    p.wait_for_selector("#search-results .search-summary, #search-results p", timeout=TIMEOUT_MS)
+    p.wait_for_function("() => !document.querySelector('#search-progress')?.textContent.trim()"
+                        " || document.querySelectorAll('#search-results li').length > 0")
+    return p.eval_on_selector_all("#search-results ul.search li a", "els => els.map(a => a.href)")
+
+
+@pytest.mark.parametrize("chapter", method_chapters())
+def test_search_finds_method(tab, chapter):
+    """search.html?q=<method name> lists the method's chapter."""
+    query = Path(chapter).name.replace("_", " ")
+    p = tab.open(f"search.html?q={quote(query)}")
+    hits = _search_hits(p)
+    screenshot(p, f"search__{shot_name(chapter)}", full_page=False)
+    assert any(urlsplit(h).path.endswith(f"/{chapter}.html") for h in hits), (
+        f"searching {query!r} does not list {chapter}.html; results: {hits}")
+    assert not tab.offsite, f"search made requests off this machine: {tab.offsite}"
+
+
+def test_search_box_leads_to_results(tab):
+    """Typed into the preface's search box, a method's name leads to its chapter."""
+    chapters = method_chapters()
+    if not chapters:
+        pytest.fail("no method chapter in _toc.yml yet (the first chapter of a part, other than the toolkit)")
+    chapter = chapters[0]
+    query = Path(chapter).name.replace("_", " ")
+    p = tab.open(f"{_toc()['root']}.html")
+    button = p.locator(".search-button__button, .search-button-field").locator("visible=true").first
+    button.click()
+    box = p.locator("form.bd-search input[name='q']").locator("visible=true").first
+    box.fill(query)
+    box.press("Enter")
+    p.wait_for_url(re.compile(r"search\.html\?q="))
+    hits = _search_hits(p)
+    assert any(urlsplit(h).path.endswith(f"/{chapter}.html") for h in hits), (
+        f"the search box did not find {chapter}.html for {query!r}; results: {hits}")
+
+
+def _figure_page(book_html: Path) -> str | None:
+    for page in pages_to_check():
+        html = book_html / f"{page}.html"
+        if html.exists() and re.search(r'class="cell_output[^"]*"[^>]*>\s*<img', html.read_text()):
+            return page
+    return None
+
+
+def test_dark_mode_figures_stay_readable(tab, book_html):
+    """The theme switch gives the dark theme; each figure keeps an opaque white background, readable."""
+    page = _figure_page(book_html)
+    if page is None:
+        pytest.fail(f"no figure (an image in a cell output) on any of {pages_to_check()}")
+    p = tab.open(f"{page}.html")
+    p.evaluate(WAIT_IMAGES)
+
+    switch = p.locator(".theme-switch-button").locator("visible=true").first
+    for _ in range(3):
+        if p.evaluate("document.documentElement.dataset.theme") == "dark":
+            break
+        switch.click()
+    assert p.evaluate("document.documentElement.dataset.theme") == "dark", "the theme switch never gave dark"
+    p.wait_for_timeout(300)  # CSS transitions
+
+    figures = p.evaluate(FIGURE_FILES)
+    assert figures, f"{page}.html: no figure found in the page"
+    problems = []
+    imgs = p.locator("article .cell_output img")
+    for k, fig in enumerate(figures):
+        name = fig["src"].rsplit("/", 1)[-1][:16]
+        # The stored PNG: opaque everywhere, white corners (optlab.plotting.use_style, applied by the setup cell).
+        if fig["minAlpha"] < 255:
+            problems.append(f"figure {name}: transparent pixels in the PNG (min alpha {fig['minAlpha']}): "
+                            "is use_style() applied before plotting?")
+        if any(min(c[:3]) < 245 or c[3] < 255 for c in fig["corners"]):
+            problems.append(f"figure {name}: corners not opaque white: {fig['corners']}")
+        # What the dark theme does to it.
+        if "invert" in fig["filter"] or "opacity" in fig["filter"]:
+            problems.append(f"figure {name}: dark theme applies filter {fig['filter']!r}")
+        if float(fig["opacity"]) < 1 or fig["mixBlend"] != "normal":
+            problems.append(f"figure {name}: opacity {fig['opacity']}, mix-blend-mode {fig['mixBlend']}")
+        # As rendered: the screenshot of the figure, inside its padding.
+        el = imgs.nth(k)
+        el.scroll_into_view_if_needed()
+        shot = el.screenshot()
+        px = p.evaluate(PIXELS, [base64.b64encode(shot).decode(), int(fig["padding"]) + 3])
+        bg = px["corners"]
+        if any(_luminance(c) < 0.6 for c in bg) or max(max(c[:3]) - min(c[:3]) for c in bg) > 12:
+            problems.append(f"figure {name}: rendered background not light and neutral in dark mode: {bg}")
+        ratio = _contrast(bg[0], px["darkest"])
+        if ratio < 4.5:
+            problems.append(f"figure {name}: rendered contrast {ratio:.1f}:1 < 4.5:1 in dark mode "
+                            f"(background {bg[0]}, darkest {px['darkest']})")
+    screenshot(p, f"{shot_name(page)}__dark")
+    assert not problems, f"{page}.html in dark mode:\n- " + "\n- ".join(problems)

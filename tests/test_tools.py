@@ -1,0 +1,60 @@
+"""The maintenance tools: deterministic execution and the runtime status page."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import _book  # noqa: E402
+import runtime_report  # noqa: E402
+
+
+def test_executor_is_byte_deterministic(tmp_path):
+    nb = new_notebook(cells=[
+        new_markdown_cell("# A tiny chapter"),
+        new_code_cell("import numpy as np\nimport matplotlib.pyplot as plt\nrng = np.random.default_rng(0)"),
+        new_code_cell("print(f'{rng.standard_normal(3).sum():.6f}')"),
+        new_code_cell("fig, ax = plt.subplots()\nax.plot(rng.random(10))\nplt.show()"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    runs = []
+    for _ in range(2):
+        subprocess.run([sys.executable, str(ROOT / "tools" / "execute.py"), str(path)], check=True,
+                       capture_output=True, cwd=ROOT)
+        runs.append(path.read_bytes())
+    assert runs[0] == runs[1], "two executions must give byte-identical notebooks"
+    out = nbformat.read(path, as_version=4)
+    assert [c.execution_count for c in out.cells if c.cell_type == "code"] == [1, 2, 3]
+    assert all("execution" not in c.metadata for c in out.cells)
+    assert any("image/png" in o.get("data", {}) for o in out.cells[3].outputs)
+
+
+def test_runtime_page_lists_every_chapter_within_budget():
+    page = (ROOT / "chapters" / "appendix" / "runtime.md").read_text()
+    for path in _book.notebooks():
+        rel = path.relative_to(ROOT).as_posix()
+        row = re.search(rf"`{re.escape(rel)}` \| ([\d.]+) \|", page)
+        assert row, f"{rel} is missing from the runtime page: run tools/runtime_report.py"
+        assert float(row.group(1)) <= runtime_report.BUDGET_S, f"{rel} takes {row.group(1)} s"
+    for lib in ("Python", "numpy", "scipy", "torch", "matplotlib"):
+        assert f"| {lib} |" in page
+
+
+def test_render_flags_over_budget_and_missing():
+    first = _book.notebooks()[0].relative_to(ROOT).as_posix()
+    text = runtime_report.render({first: runtime_report.BUDGET_S + 1})
+    assert "**over budget**" in text
+    if len(_book.notebooks()) > 1:
+        assert "**not measured**" in text
+
+
+@pytest.mark.parametrize("tool", ["execute.py", "runtime_report.py", "setup_cell.py"])
+def test_tools_have_help(tool):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage" in out.stdout
