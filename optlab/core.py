@@ -188,7 +188,7 @@ class History:
                 self._cols[key] = [np.nan] * self._n
             self._cols[key].append(value)
         self._n += 1
-        for key, col in self._cols.items():
+        for col in self._cols.values():
             if len(col) < self._n:
                 col.append(np.nan)
 

@@ -70,6 +70,7 @@ RAW_MYST = [":::", "```{", "{exercise}", "{solution", "{prf:", "{cite}", "{cite:
             "{bibliography}", "{math}", "{ref}", "{numref}", "{doc}", "{eq}", "{code-cell}", "{glue"]
 # Raw TeX outside code: math that MathJax did not typeset.
 RAW_MATH = ["$$", "\\(", "\\)", "\\[", "\\]", "\\begin{"]
+RAW_RST = re.compile(r"(?:^|\n)\s*\.\. [a-z][\w:-]*::")  # e.g. an autodoc directive written in MyST
 RAW_INLINE_MATH = re.compile(r"\$[^$\n]{0,200}?\\[A-Za-z]+[^$\n]{0,200}?\$")
 
 
@@ -111,10 +112,11 @@ def pages_to_check() -> list[str]:
 
 
 def method_chapters() -> list[str]:
-    """The first notebook chapter of each part, but the toolkit (which teaches no method)."""
+    """The first chapter of each part that teaches a method: not the toolkit, not a Markdown page
+    (the Appendix).  A chapter named in ``_toc.yml`` but missing stays in the list, and fails."""
     toc = _toc()
     chapters = [_strip_suffix(_first_file(part.get("chapters")) or "") for part in toc.get("parts", [])]
-    return [c for c in chapters if c and c != "chapters/toolkit" and (ROOT / f"{c}.ipynb").exists()]
+    return [c for c in chapters if c and c != "chapters/toolkit" and not (ROOT / f"{c}.md").exists()]
 
 
 def source_of(page: str) -> Path | None:
@@ -274,7 +276,14 @@ class Tab:
             route.abort()
 
     def open(self, path: str):
-        self.page.goto(f"{self.base}/{path}", wait_until="load")
+        response = self.page.goto(f"{self.base}/{path}", wait_until="load")
+        if response is None or response.status != 200:
+            page = path.split("?")[0].removesuffix(".html")
+            src = source_of(page)
+            hint = (f"its source {src.relative_to(ROOT)} exists but was not built" if src
+                    else f"{page}.ipynb / {page}.md does not exist, yet _toc.yml names it")
+            pytest.fail(f"{path}: HTTP {response.status if response else 'no response'} from the built book "
+                        f"({hint})", pytrace=False)
         self.page.wait_for_load_state("networkidle")
         return self.page
 
@@ -345,8 +354,12 @@ PROBE = """() => {
     mjx: document.querySelectorAll('mjx-container').length,
     mathErrors: [...document.querySelectorAll('mjx-merror')].map(
         el => el.getAttribute('data-mjx-error') || el.textContent.slice(0, 80)),
-    undefinedMacros: [...document.querySelectorAll('mjx-mtext')].filter(
-        el => /^\\\\/.test(el.textContent) || (el.getAttribute('style') || '').includes('red')).map(el => el.textContent),
+    // MathJax shows an undefined macro or a TeX error in red (mathcolor="red") or as <merror>:
+    // find them in the MathML of every typeset expression and report its TeX source.
+    badTex: (window.MathJax && MathJax.startup && MathJax.startup.document && MathJax.startup.toMML)
+        ? [...MathJax.startup.document.math].filter(
+            m => m.root && /<merror|mathcolor="red"/.test(MathJax.startup.toMML(m.root))).map(m => m.math)
+        : [],
     // Text a reader reads, code and typeset math left out: raw TeX here was never typeset.
     proseText: textOf(document.body, 'pre, code, script, style, textarea, mjx-container, .highlight, .MathJax'),
     // The whole article, hidden parts and code included, for raw MyST.
@@ -431,6 +444,11 @@ def _contrast(a, b) -> float:
     return (la + 0.05) / (lb + 0.05)
 
 
+def _around(text: str, needle: str, width: int = 60) -> str:
+    k = text.find(needle)
+    return " ".join(text[max(0, k - width):k + len(needle) + width].split())
+
+
 def page_problems(tab: Tab, page: str) -> list[str]:
     """Open one page, take its screenshot and return what is wrong with it (empty: nothing)."""
     p = tab.open(f"{page}.html")
@@ -449,12 +467,13 @@ def page_problems(tab: Tab, page: str) -> list[str]:
         problems.append(f"math elements left untypeset: {info['mathUntypeset'][:5]}")
     if info["mathErrors"]:
         problems.append(f"MathJax errors (TeX MathJax cannot parse): {info['mathErrors'][:5]}")
-    if info["undefinedMacros"]:
-        problems.append(f"undefined TeX macros (use standard MathJax commands only): {info['undefinedMacros'][:5]}")
+    if info["badTex"]:
+        problems.append(f"TeX that MathJax shows in red (undefined macros or errors; use standard MathJax "
+                        f"commands only): {info['badTex'][:5]}")
     prose = info["proseText"]
     raw = [s for s in RAW_MATH if s in prose] + RAW_INLINE_MATH.findall(prose)[:3]
     if raw:
-        where = [prose[max(0, prose.find(s) - 60):prose.find(s) + 60] for s in raw[:3]]
+        where = [_around(prose, s) for s in raw[:3]]
         problems.append(f"raw TeX in the text (not typeset): {raw[:5]} around {where}")
     if tab.offsite:
         problems.append(f"requests off this machine (blocked; the page must work offline): {tab.offsite[:5]}")
@@ -475,9 +494,9 @@ def page_problems(tab: Tab, page: str) -> list[str]:
 
     # Raw MyST.
     text = info["articleText"]
-    leftover = [s for s in RAW_MYST if s in text]
+    leftover = [s for s in RAW_MYST if s in text] + [m.strip() for m in RAW_RST.findall(text)[:3]]
     if leftover:
-        where = [text[max(0, text.find(s) - 60):text.find(s) + 80] for s in leftover[:3]]
+        where = [_around(text, s) for s in leftover[:3]]
         problems.append(f"raw MyST text in the page: {leftover} around {where}")
 
     # Solutions: collapsed, and a click opens them.
@@ -623,7 +642,8 @@ def test_dark_mode_figures_stay_readable(tab, book_html):
         # As rendered: the screenshot of the figure, inside its padding.
         el = imgs.nth(k)
         el.scroll_into_view_if_needed()
-        shot = el.screenshot()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = el.screenshot(path=str(SCREENSHOTS / f"{shot_name(page)}__dark__figure{k + 1}.png"))
         px = p.evaluate(PIXELS, [base64.b64encode(shot).decode(), int(fig["padding"]) + 3])
         bg = px["corners"]
         if any(_luminance(c) < 0.6 for c in bg) or max(max(c[:3]) - min(c[:3]) for c in bg) > 12:
@@ -632,5 +652,7 @@ def test_dark_mode_figures_stay_readable(tab, book_html):
         if ratio < 4.5:
             problems.append(f"figure {name}: rendered contrast {ratio:.1f}:1 < 4.5:1 in dark mode "
                             f"(background {bg[0]}, darkest {px['darkest']})")
+    p.evaluate("window.scrollTo(0, 0)")
+    p.wait_for_timeout(200)
     screenshot(p, f"{shot_name(page)}__dark")
     assert not problems, f"{page}.html in dark mode:\n- " + "\n- ".join(problems)

@@ -186,7 +186,7 @@ def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None, n_
     trace = Trace("sgd", {"lr": schedule, "n_iters": int(n_iters), "n_replicas": len(x) if x.ndim == 2 else 1,
                           "quantiles": qs.tolist(), "prox": prox is not None, "project": project is not None},
                   callback)
-    x_avg = x.copy()
+    x_avg, message, n_done = x.copy(), None, 0
 
     def record(t, eta):
         row = {"lr": eta, "sparsity": np.mean(x == 0), "sparsity_avg": np.mean(x_avg == 0)}
@@ -197,7 +197,6 @@ def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None, n_
             row.update({f"f_avg_q{100 * q:g}": v for q, v in zip(qs, np.quantile(fa, qs))})
         return trace.log(t, **row)
 
-    message, n_done = None, 0
     stopped = record(0, float(schedule(0)))
     for t in range(0 if stopped else n_iters):
         eta = float(schedule(t))
