@@ -14,8 +14,9 @@ grows with the book.  On each page:
   repository and branch of ``_config.yml``; a Markdown page has none;
 - no raw MyST text (``:::``, ``{exercise}``, ``{prf:``, ``{cite}``...) is left anywhere
   in the article, hidden parts included;
-- solutions are collapsed (``{solution}`` admonitions and code cells tagged
-  ``solution``) and open on a click;
+- solutions are collapsed (``{solution}`` admonitions need ``:class: dropdown``; code
+  cells tagged ``solution`` need ``hide-cell`` too: code and output, as the output
+  gives the answer away) and open on a click;
 - an issue button for the page and a search box are there.
 
 Besides: the search page finds each part's first chapter by its method's name (its
@@ -58,7 +59,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
-MAX_SHOT_HEIGHT = 6000  # px: full-page screenshots are cut there to keep _build/screenshots small
+MAX_SHOT_HEIGHT = 8000  # px: full-page screenshots are cut there to keep _build/screenshots small
 TIMEOUT_MS = 30_000
 # Page errors that are Jupyter Book 1's own and harmless: it adds sphinx-thebe's inline config script
 # twice to every page, so the second `const THEBE_JS_URL` throws; the first one stands (and this
@@ -158,19 +159,24 @@ def _unavailable(why: str):
     pytest.skip(why)
 
 
+def _executable(path) -> bool:
+    return bool(path) and Path(path).is_file() and os.access(path, os.X_OK)
+
+
 def find_chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")]
-    for c in candidates:
-        if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return c
-    return None
+    """``$CHROMIUM`` when set (and only it), else Debian's ``/usr/bin/chromium`` or ``chromium`` on PATH."""
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"] if _executable(os.environ["CHROMIUM"]) else None
+    return next((c for c in ("/usr/bin/chromium", shutil.which("chromium")) if _executable(c)), None)
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
     path = find_chromium()
     if path is None:
-        _unavailable("no Chromium found: install Debian's chromium (apt-get install chromium) "
+        where = f"CHROMIUM={os.environ['CHROMIUM']} is not an executable" if os.environ.get("CHROMIUM") \
+            else "no Chromium found (/usr/bin/chromium, chromium on PATH)"
+        _unavailable(f"{where}: install Debian's chromium (apt-get install chromium), "
                      "or set CHROMIUM=/path/to/chromium")
     try:
         import playwright.sync_api  # noqa: F401
@@ -505,9 +511,14 @@ def page_problems(tab: Tab, page: str) -> list[str]:
             problems.append(f"solution {sol['id']!r} is open (classes {sol['classes']!r}): "
                             "give the {solution} directive the option `:class: dropdown`")
     for cell in info["solutionCells"]:
-        if cell["codeVisible"]:
-            problems.append(f"solution cell #{cell['index'] + 1} shows its code (classes {cell['classes']!r}): "
-                            "tag the cell `hide-input` besides `solution`")
+        shown = [what for what, key in (("code", "codeVisible"), ("output", "outputVisible")) if cell[key]]
+        if shown:
+            problems.append(f"solution cell #{cell['index'] + 1} shows its {' and '.join(shown)} "
+                            f"(classes {cell['classes']!r}): tag the cell `hide-cell` besides `solution` "
+                            "(its output is part of the answer)")
+    if info["solutions"] or info["solutionCells"]:  # a close-up of the collapsed solutions, for review
+        p.locator(".cell.tag_solution, .solution").first.evaluate("el => el.scrollIntoView({block: 'center'})")
+        screenshot(p, f"{shot_name(page)}__solutions", full_page=False)
     problems += _open_one_solution(p, info)
 
     # Issue button and search box.
@@ -532,7 +543,7 @@ def _open_one_solution(p, info) -> list[str]:
     problems = []
     collapsed = [s for s in info["solutions"] if not s["bodyVisible"]]
     if collapsed:
-        sol = p.locator(".solution").filter(has=p.locator(".admonition-title")).first
+        sol = p.locator(f'[id="{collapsed[0]["id"]}"]') if collapsed[0]["id"] else p.locator(".solution").first
         toggle = sol.locator("button.toggle-button, .admonition-title").first
         toggle.click()
         body = sol.locator("> :not(.admonition-title):not(button)").first
@@ -548,6 +559,8 @@ def _open_one_solution(p, info) -> list[str]:
             summary.click()
             try:
                 cell.locator(".cell_input").first.wait_for(state="visible", timeout=5000)
+                if cell.locator(".cell_output").count():
+                    cell.locator(".cell_output").first.wait_for(state="visible", timeout=5000)
             except Exception:
                 problems.append(f"solution cell #{cells[0]['index'] + 1} did not open on a click")
     return problems
@@ -561,9 +574,9 @@ def test_page_reads_well(tab, page):
 
 
 def _search_hits(p) -> list[str]:
-    p.wait_for_selector("#search-results .search-summary, #search-results p", timeout=TIMEOUT_MS)
-    p.wait_for_function("() => !document.querySelector('#search-progress')?.textContent.trim()"
-                        " || document.querySelectorAll('#search-results li').length > 0")
+    """The result links once Sphinx's search has finished (it writes its summary line last)."""
+    p.wait_for_function("() => (document.querySelector('#search-results .search-summary')?.innerText || '')"
+                        ".trim().length > 0", timeout=TIMEOUT_MS)
     return p.eval_on_selector_all("#search-results ul.search li a", "els => els.map(a => a.href)")
 
 
@@ -652,7 +665,7 @@ def test_dark_mode_figures_stay_readable(tab, book_html):
         if ratio < 4.5:
             problems.append(f"figure {name}: rendered contrast {ratio:.1f}:1 < 4.5:1 in dark mode "
                             f"(background {bg[0]}, darkest {px['darkest']})")
-    p.evaluate("window.scrollTo(0, 0)")
+    imgs.first.evaluate("el => el.scrollIntoView({block: 'center'})")
     p.wait_for_timeout(200)
-    screenshot(p, f"{shot_name(page)}__dark")
+    screenshot(p, f"{shot_name(page)}__dark", full_page=False)
     assert not problems, f"{page}.html in dark mode:\n- " + "\n- ".join(problems)

@@ -68,6 +68,7 @@ def test_has_exercises_with_solutions_and_selfcheck(nb):
     for c in sols:
         assert "### BEGIN SOLUTION" in c.source and "### END SOLUTION" in c.source, \
             f"solution cell lacks the nbgrader markers:\n{c.source[:200]}"
+        assert "hide-cell" in _tags(c), "tag solution cells 'hide-cell' too: collapsed in the HTML book"
     checks = [c for c in nb.cells if c.cell_type == "code" and "selfcheck" in _tags(c)]
     assert checks, "no autograded self-check (a code cell tagged 'selfcheck')"
     assert all("assert" in c.source for c in checks), "a self-check cell must assert something"
