@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -155,15 +156,16 @@ def execute_notebook(path: Path, python: Path, *, cwd: Path, env=None, timeout: 
     from jupyter_client.kernelspec import KernelSpecManager
     from nbclient import NotebookClient
 
-    specs = Path(cwd) / ".kernels"
+    specs = Path(tempfile.mkdtemp(prefix="optlab-kernelspec-"))
     spec = specs / "fresh-env"
-    spec.mkdir(parents=True, exist_ok=True)
+    spec.mkdir()
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"Python ({python})", "language": "python"}))
     km = AsyncKernelManager(kernel_name="fresh-env", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)]))
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, km=km, timeout=timeout, record_timing=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the kernel's TCP notice
                             resources={"metadata": {"path": str(cwd)}})
     try:
         client.execute(cleanup_kc=True, env=env or kernel_env(python))

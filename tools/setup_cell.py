@@ -34,7 +34,7 @@ import subprocess
 import sys
 
 if importlib.util.find_spec("optlab") is None:  # Colab or a fresh Python: install the book's package
-    _source = os.environ.get("OPTLAB_SOURCE", "optlab @ git+{url}@{release}")
+    _source = os.environ.get("OPTLAB_SOURCE", "{source}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _source], check=True)
 from optlab.plotting import use_style
 
@@ -46,14 +46,13 @@ def install_source(cfg=None) -> str:
     """The pip requirement the setup cell installs from, built from ``_config.yml``."""
     cfg = cfg or config()
     url = cfg["repository"]["url"].rstrip("/")
-    return f"optlab @ git+{url}@{cfg['release']}"
+    return f"optlab[data] @ git+{url}@{cfg['release']}"
 
 
 def block(cfg=None) -> str:
     """The setup block, rendered from ``_config.yml``."""
-    cfg = cfg or config()
-    return TEMPLATE.format(begin=BEGIN, end=END, url=cfg["repository"]["url"].rstrip("/"),
-                           release=cfg["release"])
+    source = install_source(cfg)
+    return TEMPLATE.format(begin=BEGIN, end=END, source=source)
 
 
 def setup_cell(nb):
