@@ -91,7 +91,7 @@ def test_no_errors_stderr_or_addresses_in_outputs(nb):
             assert not (out.output_type == "stream" and out.name == "stderr"), f"stderr output: {out.text[:120]!r}"
             assert not ADDRESS.search(_text(out)), f"a memory address in an output: {_text(out)[:120]!r}"
             if "image/png" not in out.get("data", {}):
-                assert "<Figure size" not in _text(out), "a '<Figure size ...>' text output: end the cell with plt.show()"
+                assert "<Figure size" not in _text(out), "a bare '<Figure size ...>' output: end with plt.show()"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=IDS)
@@ -111,3 +111,10 @@ def test_primary_module_and_tests_exist():
         part, slug = rel.parts[0], rel.stem
         assert (ROOT / "optlab" / part / f"{slug}.py").exists(), f"missing optlab/{part}/{slug}.py"
         assert (ROOT / "tests" / part / f"test_{slug}.py").exists(), f"missing tests/{part}/test_{slug}.py"
+
+
+def test_preface_links_every_chapter():
+    preface = (ROOT / "chapters" / "intro.md").read_text()
+    for path in CHAPTERS:
+        link = path.relative_to(ROOT / "chapters").as_posix()
+        assert f"({link})" in preface, f"the preface's table of parts should link {link}"

@@ -54,7 +54,10 @@ def test_render_flags_over_budget_and_missing():
         assert "**not measured**" in text
 
 
-@pytest.mark.parametrize("tool", ["execute.py", "runtime_report.py", "setup_cell.py", "assignment.py", "oldest_deps.py"])
+TOOLS = ["execute.py", "runtime_report.py", "setup_cell.py", "assignment.py", "oldest_deps.py"]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
 def test_tools_have_help(tool):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage" in out.stdout
