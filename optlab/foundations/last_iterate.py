@@ -142,14 +142,17 @@ def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None, n_
     (the l1 norm); otherwise pass one ``prox`` that does.  Cost per step: one
     stochastic gradient, prox and projection per replica, O(Rd) in all.
 
-    Guarantee (paper; in expectation, and with probability :math:`1-\delta` up to
-    a :math:`\log(1/\delta)` factor; X may be unbounded, the noise sub-Gaussian):
-    convex G-Lipschitz f with :math:`\eta_t = \eta/\sqrt T` gives
-    :math:`F(x_T) - F^\star = O(\log T/\sqrt T)`; :math:`\mu`-strongly convex F with
-    :math:`\eta_t = 1/(\mu(t+1))` gives :math:`O(\log T/T)`; constants depend on
-    :math:`\|x_0 - x^\star\|`, G, the noise level and :math:`\eta`.  The paper also
-    covers smooth f, mirror maps and heavy-tailed noise; here the norm is
-    Euclidean and the paper indexes from :math:`x_1`.
+    Guarantee (paper, Euclidean case, X may be unbounded; :math:`D = \|x_0 - x^\star\|`):
+    for convex G-Lipschitz f and :math:`\eta_t = \eta/\sqrt T`, noise of conditional
+    variance at most :math:`\sigma^2` gives
+    :math:`\mathbb E F(x_T) - F^\star = O((D^2/\eta + \eta(G^2 + \sigma^2)\log T)/\sqrt T)`
+    (the classical argument of the chapter proves this form); sub-Gaussian noise gives the
+    same order with probability :math:`1-\delta`, up to factors logarithmic in :math:`1/\delta`.
+    For :math:`\mu`-strongly convex F, steps of order :math:`1/(\mu t)` give
+    :math:`O((G^2 + \sigma^2)\log T/(\mu T))` in expectation, and the same order with high
+    probability.  The exact logarithmic factors of each variant are in the paper.  The paper
+    also covers L-smooth f (steps capped at :math:`1/(2L)`), mirror maps and, in expectation,
+    heavy-tailed noise; it indexes from :math:`x_1`.
 
     References
     ----------
