@@ -61,3 +61,14 @@ TOOLS = ["execute.py", "runtime_report.py", "setup_cell.py", "assignment.py", "o
 def test_tools_have_help(tool):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage" in out.stdout
+
+
+def test_split_prints_are_coalesced():
+    import execute
+
+    outs = [{"output_type": "stream", "name": "stdout", "text": "a"},
+            {"output_type": "stream", "name": "stdout", "text": "b\n"},
+            {"output_type": "display_data", "data": {}},
+            {"output_type": "stream", "name": "stdout", "text": "c\n"}]
+    merged = execute.coalesce_streams(outs)
+    assert [o.get("text") for o in merged] == ["ab\n", None, "c\n"]

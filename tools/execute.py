@@ -52,9 +52,23 @@ class LocalKernelManager(KernelManager):
             shutil.rmtree(self._sockets, ignore_errors=True)
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stdout (stderr) chunks: how a print is split into messages depends on timing."""
+    merged = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
 def clean(nb) -> None:
     """Drop run-specific metadata so that two runs give the same bytes."""
     for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
         cell.metadata.pop("execution", None)
         cell.metadata.pop("collapsed", None)
         cell.metadata.pop("scrolled", None)
