@@ -100,3 +100,14 @@ def test_source_drops_docstring():
     text = source(as_array)
     assert text.startswith("def as_array") and "Copy a starting point" not in text
     assert "Copy a starting point" in source(as_array, docstring=True)
+
+
+def test_import_is_light():
+    """`import optlab` and its numpy modules must not pull in torch (Colab users pay for every import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, optlab, optlab.problems, optlab.baselines, optlab.foundations.last_iterate; "
+            "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout
