@@ -53,6 +53,9 @@ import yaml
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import _book  # noqa: E402
+
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -76,10 +79,6 @@ RAW_INLINE_MATH = re.compile(r"\$[^$\n]{0,200}?\\[A-Za-z]+[^$\n]{0,200}?\$")
 
 
 # --------------------------------------------------------------------------- the book's facts
-
-def _config() -> dict:
-    return yaml.safe_load((ROOT / "_config.yml").read_text())
-
 
 def _toc() -> dict:
     return yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -128,12 +127,12 @@ def source_of(page: str) -> Path | None:
 
 
 def repo_url() -> str:
-    return _config()["repository"]["url"].rstrip("/")
+    return _book.config()["repository"]["url"].rstrip("/")
 
 
 def colab_href(page: str) -> str:
     """The Colab link sphinx-book-theme should build for a notebook page, from ``_config.yml``."""
-    cfg = _config()
+    cfg = _book.config()
     repo = cfg["repository"]
     owner_name = urlsplit(repo["url"]).path.strip("/").removesuffix(".git")
     book = (repo.get("path_to_book") or "").strip("/")
