@@ -18,32 +18,24 @@ Loshchilov & Hutter, SGDR: stochastic gradient descent with warm restarts, ICLR 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["constant", "step", "inverse_sqrt", "inverse_time", "cosine", "linear_decay", "warmup"]
+from .validate import check_callable, check_int, check_real
+
+__all__ = ["constant", "step", "inverse_sqrt", "inverse_time", "cosine", "linear_decay", "warmup", "capped"]
 
 
-def _positive(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
+def _rate(name, value):
+    return check_real(value, name, low=0.0)
 
 
 def _steps(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return check_int(value, name, low=1)
 
 
 def _t(t):
-    if t < 0:
-        raise ValueError(f"step t must be >= 0, got {t}")
-    return t
+    return check_int(t, "t", low=0)
 
 
 @dataclass(frozen=True)
@@ -53,7 +45,7 @@ class constant:
     lr: float
 
     def __post_init__(self):
-        _positive("lr", self.lr, allow_zero=True)
+        _rate("lr", self.lr)
 
     def __call__(self, t: int) -> float:
         _t(t)
@@ -69,10 +61,9 @@ class step:
     gamma: float = 0.1
 
     def __post_init__(self):
-        _positive("lr", self.lr, allow_zero=True)
+        _rate("lr", self.lr)
         _steps("step_size", self.step_size)
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        check_real(self.gamma, "gamma", low=0.0, high=1.0, low_open=True)
 
     def __call__(self, t: int) -> float:
         return float(self.lr * self.gamma ** (_t(t) // self.step_size))
@@ -85,7 +76,7 @@ class inverse_sqrt:
     lr: float
 
     def __post_init__(self):
-        _positive("lr", self.lr, allow_zero=True)
+        _rate("lr", self.lr)
 
     def __call__(self, t: int) -> float:
         return float(self.lr / math.sqrt(_t(t) + 1))
@@ -98,7 +89,7 @@ class inverse_time:
     mu: float
 
     def __post_init__(self):
-        _positive("mu", self.mu)
+        check_real(self.mu, "mu", low=0.0, low_open=True)
 
     def __call__(self, t: int) -> float:
         return float(1.0 / (self.mu * (_t(t) + 1)))
@@ -113,9 +104,9 @@ class cosine:
     lr_min: float = 0.0
 
     def __post_init__(self):
-        _positive("lr", self.lr, allow_zero=True)
+        _rate("lr", self.lr)
         _steps("n_iters", self.n_iters)
-        _positive("lr_min", self.lr_min, allow_zero=True)
+        _rate("lr_min", self.lr_min)
 
     def __call__(self, t: int) -> float:
         frac = min(_t(t), self.n_iters) / self.n_iters
@@ -131,9 +122,9 @@ class linear_decay:
     lr_end: float = 0.0
 
     def __post_init__(self):
-        _positive("lr", self.lr, allow_zero=True)
+        _rate("lr", self.lr)
         _steps("n_iters", self.n_iters)
-        _positive("lr_end", self.lr_end, allow_zero=True)
+        _rate("lr_end", self.lr_end)
 
     def __call__(self, t: int) -> float:
         frac = min(_t(t), self.n_iters) / self.n_iters
@@ -148,11 +139,25 @@ class warmup:
     n_warmup: int
 
     def __post_init__(self):
-        if not callable(self.schedule):
-            raise TypeError(f"schedule must be callable t -> float, got {type(self.schedule).__name__}")
+        check_callable(self.schedule, "schedule", signature="t -> float")
         _steps("n_warmup", self.n_warmup)
 
     def __call__(self, t: int) -> float:
         _t(t)
         scale = min(1.0, (t + 1) / self.n_warmup)
         return float(scale * self.schedule(t))
+
+
+@dataclass(frozen=True)
+class capped:
+    """``min(cap, schedule(t))``: a schedule that never exceeds ``cap`` (e.g. ``1/(2L)`` on an L-smooth problem)."""
+
+    schedule: Callable[[int], float]
+    cap: float
+
+    def __post_init__(self):
+        check_callable(self.schedule, "schedule", signature="t -> float")
+        check_real(self.cap, "cap", low=0.0, low_open=True)
+
+    def __call__(self, t: int) -> float:
+        return float(min(self.cap, self.schedule(_t(t))))

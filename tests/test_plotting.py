@@ -37,7 +37,7 @@ def test_style_gives_opaque_white_figures(tmp_path):
 
 def test_plot_convergence_labels_and_gap():
     p = problems.quadratic(dim=5, cond=10.0, rng=0)
-    r = gradient_descent(p.f, p.grad, p.x0, lr=1 / p.info["L"], n_iters=30)
+    r = gradient_descent(p.f, p.grad, p.x0, lr=1 / p.L, n_iters=30)
     ax = plot_convergence({"gd": r}, f_star=p.f_star, x="n_evals")
     line = ax.get_lines()[0]
     assert line.get_label() == "gd" and line.get_color() == color_for("gd")

@@ -118,6 +118,32 @@ def test_stoch_grad_is_unbiased(name):
     assert a.shape == (p.dim,)
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if make(n).stoch_grad is not None])
+def test_stochastic_oracles_on_a_batch_of_replicas(name):
+    """Row-wise: each replica draws its own samples; the batch mean is unbiased for every row."""
+    p = make(name)
+    X = sample_points(p, 3, seed=6)
+    G = p.stoch_grad(np.repeat(X, 4000, axis=0), np.random.default_rng(1), batch_size=5).reshape(3, 4000, -1)
+    for x, g in zip(X, G):
+        assert rel_err(g.mean(axis=0), p.grad(x)) < 0.05
+    assert not np.allclose(G[0, 0], G[0, 1]), "replicas must draw different samples"
+    F = p.stoch_f(np.repeat(X, 4000, axis=0), np.random.default_rng(2), batch_size=5).reshape(3, 4000)
+    se = F.std(axis=1) / np.sqrt(F.shape[1])
+    assert np.all(np.abs(F.mean(axis=1) - p.f(X)) < 5 * se + 1e-12)
+    assert isinstance(p.stoch_f(X[0], 0), float)
+
+
+def test_every_problem_of_the_zoo_and_the_chapters_passes_check_grad():
+    from optlab.foundations import last_iterate as li
+    from optlab.testing import check_grad
+
+    chapter_problems = [li.l1_norm_problem(4), li.least_squares_problem(), li.composite_problem(3, lam=0.7)]
+    for p in [make(n) for n in NAMES] + chapter_problems:
+        rng = np.random.default_rng(7)
+        x = p.x0 + 0.3 + 0.5 * rng.standard_normal(p.dim)  # away from the kinks of |x|
+        assert check_grad(p.f, p.grad, x) < 1e-6, p.name
+
+
 # --- known solutions ---------------------------------------------------------
 
 def test_test_functions_minima():
@@ -147,7 +173,7 @@ def test_quadratic_spectrum_and_solution():
     p = quadratic(dim=8, cond=1e3, rng=3)
     A, b = p.info["A"], p.info["b"]
     np.testing.assert_allclose(np.linalg.eigvalsh(A), np.logspace(0, 3, 8), rtol=1e-10)
-    assert p.info["L"] / p.info["mu"] == pytest.approx(1e3)
+    assert p.L / p.mu == pytest.approx(1e3)
     np.testing.assert_allclose(A @ p.x_star, b, atol=1e-10)
     assert not np.allclose(quadratic(rng=1).x_star, quadratic(rng=2).x_star)
 
@@ -159,8 +185,8 @@ def test_least_squares_matches_numpy_lstsq():
         np.testing.assert_allclose(p.x_star, np.linalg.lstsq(X, y, rcond=None)[0], atol=1e-10)
         assert p.f_star == pytest.approx(0.5 * np.mean((X @ p.x_star - y) ** 2), abs=1e-14)
     p = least_squares(n=100, dim=10, cond=50.0)
-    assert (p.info["L"], p.info["mu"]) == (pytest.approx(50.0), pytest.approx(1.0))
-    assert least_squares(n=10, dim=30).info["mu"] == 0.0
+    assert (p.L, p.mu) == (pytest.approx(50.0), pytest.approx(1.0))
+    assert least_squares(n=10, dim=30).mu == 0.0
 
 
 @pytest.mark.parametrize("name", LOGISTIC)
@@ -188,7 +214,7 @@ def test_logistic_label_encodings_and_intercept():
     assert p01.x_star[-1] < 0  # the threshold 0.3 shows up in the intercept
     assert logistic_regression(X, y, l2=0.01, fit_intercept=False).dim == 3
     assert p01.f(p01.x0) == pytest.approx(np.log(2))
-    assert p01.info["mu"] == 0.01 and p01.info["L"] > 0.01
+    assert p01.mu == 0.01 and p01.L > 0.01
 
 
 def test_real_data_shapes():

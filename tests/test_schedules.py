@@ -53,5 +53,5 @@ def test_bad_arguments_are_named(make, match):
 
 
 def test_negative_step_rejected():
-    with pytest.raises(ValueError, match="t must be >= 0"):
+    with pytest.raises(ValueError, match="t must be an int >= 0"):
         S.cosine(1.0, 10)(-1)

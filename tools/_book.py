@@ -50,3 +50,14 @@ def resolve(paths) -> list[Path]:
     if missing:
         raise SystemExit(f"no such notebook: {', '.join(missing)}")
     return [p for p in out if ".ipynb_checkpoints" not in p.parts]
+
+
+def title_of(path: Path) -> str:
+    """A chapter's title: its first ``# `` heading (the file name if it has none)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            return cell.source.lstrip()[2:].splitlines()[0].strip()
+    return path.stem

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _book import ROOT, notebooks  # noqa: E402
+from _book import ROOT, notebooks, title_of  # noqa: E402
 
 BUDGET_S = 60.0
 PAGE = ROOT / "chapters" / "appendix" / "runtime.md"
@@ -36,16 +36,6 @@ def versions() -> dict:
         except md.PackageNotFoundError:
             out[lib] = "not installed"
     return out
-
-
-def title_of(path: Path) -> str:
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
-            return cell.source.lstrip()[2:].splitlines()[0].strip()
-    return path.stem
 
 
 def render(times: dict) -> str:

@@ -28,37 +28,28 @@ Book: chapters/toolkit.ipynb
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
 from ..core import Problem
+from ..validate import check_int, check_real
 
 __all__ = ["rosenbrock", "rastrigin", "ackley", "branin"]
 
 
 def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return int(value)
+    return check_int(value, name, low=low)
 
 
 def _check_real(value, name: str, low: float, strict: bool = True) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < low or (strict and value == low):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, "
-                         f"got {value}")
-    return value
+    return check_real(value, name, low=low, low_open=strict)
 
 
 def _points(x, dim: int, name: str = "x") -> np.ndarray:
     """``x`` as a float array of shape ``(dim,)`` or ``(n, dim)``, or a clear error."""
-    x = np.asarray(x, dtype=float)
+    try:
+        x = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers of shape ({dim},) or (n, {dim})") from None
     if x.ndim not in (1, 2) or x.shape[-1] != dim:
         raise ValueError(f"{name} must have shape ({dim},) or (n, {dim}), got {x.shape}")
     return x
@@ -171,7 +162,7 @@ def rastrigin(dim: int = 2, A: float = 10.0) -> Problem:
 
     return Problem(f"rastrigin(d={d})", f=f, grad=grad, hvp=hvp, x0=np.full(d, 3.0),
                    x_star=np.zeros(d), f_star=0.0, bounds=np.tile([-5.12, 5.12], (d, 1)),
-                   info={"A": A})
+                   L=2.0 + A * w**2, info={"A": A})
 
 
 def ackley(dim: int = 2) -> Problem:

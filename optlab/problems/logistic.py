@@ -83,11 +83,12 @@ def logistic_regression(X, y, l2: float = 1e-3, name: str = "logistic_regression
     Problem
         ``f``, ``grad`` (both also on a batch of weights ``(m, dim)``), ``hvp``,
         ``stoch_grad(w, rng, batch_size=1)`` (the gradient on ``batch_size`` samples
-        drawn uniformly with replacement, plus the full regularizer: unbiased),
-        ``x0 = 0`` (``f(x0) = log 2``), ``x_star`` and ``f_star``.  ``info`` has
-        ``X`` and ``y`` as given, the design ``Z`` that ``w`` multiplies, ``l2``,
-        ``L = ||Z||_2^2 / (4n) + l2``, ``mu = l2`` and the solver's ``grad_norm``
-        at ``x_star``.
+        drawn uniformly with replacement, plus the full regularizer: unbiased; on a
+        batch of replicas each draws its own samples), ``stoch_f(w, rng, batch_size=1)``
+        (the loss on such samples), ``x0 = 0`` (``f(x0) = log 2``), ``x_star``,
+        ``f_star``, ``L = ||Z||_2^2 / (4n) + l2`` and ``mu = l2``.  ``info`` has
+        ``X`` and ``y`` as given, the design ``Z`` that ``w`` multiplies, ``l2`` and
+        the solver's ``grad_norm`` at ``x_star``.
 
     Notes
     -----
@@ -127,22 +128,31 @@ def logistic_regression(X, y, l2: float = 1e-3, name: str = "logistic_regression
         prob = expit(Z @ w)
         return Z.T @ (prob * (1.0 - prob) * (Z @ v)) / n + l2 * v
 
-    def stoch_grad(w, rng, batch_size=1):
+    def _sample(w, rng, batch_size):
+        """Samples drawn with replacement, one draw per replica: (Zb, signs, margins)."""
         batch_size = _check_int(batch_size, "batch_size", 1)
         w = _points(w, d, "w")
-        idx = as_rng(rng).integers(n, size=batch_size)
+        idx = as_rng(rng).integers(n, size=w.shape[:-1] + (batch_size,))
         Zb, sb = Z[idx], s[idx]
-        return (-sb * expit(-sb * (Zb @ w))) @ Zb / batch_size + l2 * w
+        return Zb, sb, sb * np.einsum("...bd,...d->...b", Zb, w)
+
+    def stoch_grad(w, rng, batch_size=1):
+        Zb, sb, margins = _sample(w, rng, batch_size)
+        return np.einsum("...b,...bd->...d", -sb * expit(-margins), Zb) / batch_size + l2 * np.asarray(w, float)
+
+    def stoch_f(w, rng, batch_size=1):
+        margins = _sample(w, rng, batch_size)[2]
+        w = np.asarray(w, dtype=float)
+        return _value(np.mean(np.logaddexp(0.0, -margins), axis=-1) + 0.5 * l2 * np.sum(w**2, axis=-1))
 
     # Trust-region Newton-CG; it may report "failure to predict improvement" once
     # the gradient is at rounding level, so we record the gradient norm instead.
     x_star = minimize(f, np.zeros(d), jac=grad, hessp=hvp, method="trust-ncg",
                       options={"gtol": 1e-10, "maxiter": 1000}).x
-    return Problem(name, f=f, grad=grad, hvp=hvp, stoch_grad=stoch_grad, x0=np.zeros(d),
-                   x_star=x_star, f_star=f(x_star),
+    return Problem(name, f=f, grad=grad, hvp=hvp, stoch_grad=stoch_grad, stoch_f=stoch_f, x0=np.zeros(d),
+                   x_star=x_star, f_star=f(x_star), L=float(np.linalg.norm(Z, 2) ** 2 / (4 * n) + l2), mu=l2,
                    info={"X": X, "y": np.array(y, copy=True), "Z": Z, "l2": l2,
                          "fit_intercept": bool(fit_intercept),
-                         "L": float(np.linalg.norm(Z, 2) ** 2 / (4 * n) + l2), "mu": l2,
                          "grad_norm": float(np.linalg.norm(grad(x_star)))})
 
 

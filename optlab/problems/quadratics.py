@@ -7,7 +7,7 @@ stored in ``info``; the rates of the foundations chapters are stated in them.
 Examples
 --------
 >>> p = quadratic(dim=5, cond=10.0)
->>> round(p.info["L"] / p.info["mu"], 6), abs(round(p.gap(p.x_star), 12))
+>>> round(p.L / p.mu, 6), abs(round(p.gap(p.x_star), 12))
 (10.0, 0.0)
 
 References
@@ -55,8 +55,8 @@ def quadratic(dim: int = 10, cond: float = 100.0, rng=0) -> Problem:
     -------
     Problem
         ``x_star = A^{-1} b``, ``f_star = -b^T x_star / 2``, ``x0 = 0``,
-        ``hvp(x, v) = A v``; ``info`` has ``A``, ``b``, ``eigvals``, ``L``,
-        ``mu`` and ``cond``.
+        ``hvp(x, v) = A v``, ``L`` and ``mu`` (the extreme eigenvalues); ``info`` has ``A``,
+        ``b``, ``eigvals`` and ``cond``.
 
     Examples
     --------
@@ -88,9 +88,8 @@ def quadratic(dim: int = 10, cond: float = 100.0, rng=0) -> Problem:
         return _points(v, d, "v") @ A
 
     return Problem(f"quadratic(d={d}, cond={cond:g})", f=f, grad=grad, hvp=hvp, x0=np.zeros(d),
-                   x_star=x_star, f_star=float(-0.5 * b @ x_star),
-                   info={"A": A, "b": b, "eigvals": eigvals, "L": float(eigvals[-1]),
-                         "mu": float(eigvals[0]), "cond": cond})
+                   x_star=x_star, f_star=float(-0.5 * b @ x_star), L=float(eigvals[-1]), mu=float(eigvals[0]),
+                   info={"A": A, "b": b, "eigvals": eigvals, "cond": cond})
 
 
 def least_squares(n: int = 200, dim: int = 20, noise: float = 0.1, cond=None, rng=0) -> Problem:
@@ -127,8 +126,10 @@ def least_squares(n: int = 200, dim: int = 20, noise: float = 0.1, cond=None, rn
     Examples
     --------
     >>> p = least_squares(n=50, dim=3, cond=10.0)
-    >>> round(p.info["L"], 6), round(p.info["mu"], 6), p.stoch_grad(p.x0, 0, batch_size=5).shape
+    >>> round(p.L, 6), round(p.mu, 6), p.stoch_grad(p.x0, 0, batch_size=5).shape
     (10.0, 1.0, (3,))
+    >>> p.stoch_grad(np.zeros((4, 3)), 0, batch_size=5).shape, p.stoch_f(np.zeros((4, 3)), 0).shape
+    ((4, 3), (4,))
     """
     n = _check_int(n, "n", 1)
     d = _check_int(dim, "dim", 1)
@@ -158,14 +159,22 @@ def least_squares(n: int = 200, dim: int = 20, noise: float = 0.1, cond=None, rn
         _points(w, d, "w")
         return (_points(v, d, "v") @ X.T) @ X / n
 
-    def stoch_grad(w, rng, batch_size=1):
+    def _sample(w, rng, batch_size):
+        """Rows drawn with replacement, one draw per replica: (Xb, residuals) of shape (..., b, d), (..., b)."""
         batch_size = _check_int(batch_size, "batch_size", 1)
-        idx = as_rng(rng).integers(n, size=batch_size)
+        w = _points(w, d, "w")
+        idx = as_rng(rng).integers(n, size=w.shape[:-1] + (batch_size,))
         Xb = X[idx]
-        return (Xb @ _points(w, d) - y[idx]) @ Xb / batch_size
+        return Xb, np.einsum("...bd,...d->...b", Xb, w) - y[idx]
+
+    def stoch_grad(w, rng, batch_size=1):
+        Xb, r = _sample(w, rng, batch_size)
+        return np.einsum("...b,...bd->...d", r, Xb) / batch_size
+
+    def stoch_f(w, rng, batch_size=1):
+        return _value(0.5 * np.mean(_sample(w, rng, batch_size)[1] ** 2, axis=-1))
 
     return Problem(f"least_squares(n={n}, d={d})", f=f, grad=grad, hvp=hvp, x0=np.zeros(d),
-                   stoch_grad=stoch_grad, x_star=x_star, f_star=f(x_star),
-                   info={"X": X, "y": y, "w_true": w_true, "noise": noise,
-                         "L": float(hess_eigs[-1]),
-                         "mu": float(max(hess_eigs[0], 0.0)) if n >= d else 0.0})
+                   stoch_grad=stoch_grad, stoch_f=stoch_f, x_star=x_star, f_star=f(x_star),
+                   L=float(hess_eigs[-1]), mu=float(max(hess_eigs[0], 0.0)) if n >= d else 0.0,
+                   info={"X": X, "y": y, "w_true": w_true, "noise": noise})
