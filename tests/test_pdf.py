@@ -1,8 +1,8 @@
 r"""The PDF of the book, as a reader gets it: complete, typeset, with its figures.
 
 The PDF is built once per session with ``tools/book_pdf.py`` (``jupyter-book build
---builder pdflatex -W``, xelatex) into a temporary folder, about 25 s for the book as it
-is now, growing with every chapter.  Set ``OPTLAB_BOOK_PDF=_build/latex/<name>.pdf`` to
+--builder pdflatex -W --all``, xelatex) into a temporary folder: 30-55 s for the book as
+it is now (two chapters, 57 pages), growing with every chapter.  Set ``OPTLAB_BOOK_PDF=_build/latex/<name>.pdf`` to
 check an existing build instead (``.ci/run`` does, right after ``python tools/book_pdf.py``);
 a PDF older than its sources fails as stale.  LaTeX's transcript ``<name>.log`` must sit
 beside it.
