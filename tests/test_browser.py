@@ -17,7 +17,11 @@ grows with the book.  On each page:
 - solutions are collapsed (``{solution}`` admonitions need ``:class: dropdown``; code
   cells tagged ``solution`` need ``hide-cell`` too: code and output, as the output
   gives the answer away) and open on a click;
-- an issue button for the page and a search box are there.
+- an issue button for the page and a search box are there;
+- a header button "Download the book (PDF)" links to the book's PDF at the root of the
+  HTML book; where that file is in the served folder (the HTML build copies it from
+  ``_build/latex/`` when the PDF was built first), it is served as a PDF.  With
+  ``OPTLAB_BOOK_PDF`` set (``.ci/run``), it must be there.
 
 Besides: the search page finds each part's first chapter by its method's name (its
 slug, ``last_iterate`` -> "last iterate"), the search box of the preface leads there,
@@ -55,6 +59,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import _book  # noqa: E402
+import book_pdf  # noqa: E402  (the PDF's name and its header button)
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM_FLAGS = [
@@ -668,3 +673,38 @@ def test_dark_mode_figures_stay_readable(tab, book_html):
     p.wait_for_timeout(200)
     screenshot(p, f"{shot_name(page)}__dark", full_page=False)
     assert not problems, f"{page}.html in dark mode:\n- " + "\n- ".join(problems)
+
+
+# --------------------------------------------------------------------------- the PDF of the book
+
+def test_pdf_download_button(tab, book_html):
+    """Every page checked offers "Download the book (PDF)": one header link to <name>.pdf at the book's root;
+    where the PDF is in the served folder, the link serves it."""
+    name = book_pdf.pdf_name()
+    expected = f"{tab.base}/{name}"
+    problems = []
+    for page in pages_to_check():
+        p = tab.open(f"{page}.html")
+        links = p.get_by_role("link", name=book_pdf.BUTTON_TOOLTIP)
+        if links.count() != 1:
+            problems.append(f"{page}.html: {links.count()} links named {book_pdf.BUTTON_TOOLTIP!r}, expected one")
+            continue
+        href = links.first.evaluate("a => a.href")
+        if href != expected:
+            problems.append(f"{page}.html: the PDF button links to {href}, expected {expected}")
+        if not links.first.is_visible():
+            problems.append(f"{page}.html: the PDF button is not visible")
+    assert not problems, "\n- ".join(["the PDF button:"] + problems)
+
+    p.get_by_role("link", name=book_pdf.BUTTON_TOOLTIP).hover()  # its tooltip, for review
+    p.wait_for_timeout(800)
+    screenshot(p, "pdf_button", full_page=False)
+    if not (book_html / name).is_file():
+        if os.environ.get("OPTLAB_BOOK_PDF"):
+            pytest.fail(f"OPTLAB_BOOK_PDF is set but {book_html / name} is missing: build the PDF first "
+                        "(python tools/book_pdf.py), then the HTML, which copies it", pytrace=False)
+        return  # a book built without its PDF: the link is checked, there is nothing to serve
+    response = tab.context.request.get(expected)
+    assert response.status == 200, f"{expected}: HTTP {response.status}"
+    assert response.headers.get("content-type", "").startswith("application/pdf"), response.headers
+    assert response.body()[:5] == b"%PDF-", f"{expected} is not a PDF"
