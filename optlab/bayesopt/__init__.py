@@ -1,0 +1,4 @@
+"""Part 4, Bayesian optimization.
+
+Book: chapters/bayesopt/
+"""

@@ -1,0 +1,4 @@
+"""Part 6, bilevel optimization.
+
+Book: chapters/bilevel/
+"""

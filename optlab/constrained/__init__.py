@@ -1,0 +1,4 @@
+"""Part 5, constraints, structure and fixed points.
+
+Book: chapters/constrained/
+"""

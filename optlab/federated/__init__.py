@@ -1,0 +1,4 @@
+"""Part 8, federated and private learning.
+
+Book: chapters/federated/
+"""

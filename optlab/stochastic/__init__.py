@@ -1,0 +1,4 @@
+"""Part 2, optimizers for learning systems.
+
+Book: chapters/stochastic/
+"""

@@ -1,0 +1,4 @@
+"""Part 3, optimization without gradients.
+
+Book: chapters/zeroth_order/
+"""
