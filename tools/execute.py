@@ -10,6 +10,11 @@ execution counts 1..n, so executing twice gives byte-identical files.  Run it
 after changing ``optlab``; then ``pytest`` (nbval) checks the stored outputs.
 The wall time of each chapter is printed and saved in ``_build/runtimes.json``
 (read by tools/runtime_report.py).
+
+A chapter with self-checks is also graded the way nbgrader would grade it
+(tools/grading.py: full marks with the solutions, zero without, in one more run),
+and the scores are stored in its metadata, where the assignment tests read them.
+``--no-grading`` skips that (the stored scores then go stale, and the tests say so).
 """
 from __future__ import annotations
 
@@ -79,8 +84,8 @@ def clean(nb) -> None:
     nb.metadata.get("language_info", {}).pop("version", None)
 
 
-def execute(path: Path, timeout: int = 600, write: bool = True):
-    """Execute one notebook in place; return (seconds, notebook)."""
+def execute(path: Path, timeout: int = 600, write: bool = True, grading: bool = True):
+    """Execute one notebook in place (and grade it, see tools/grading.py); return (seconds, notebook)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             kernel_manager_class=LocalKernelManager,
@@ -89,6 +94,11 @@ def execute(path: Path, timeout: int = 600, write: bool = True):
     client.execute()
     seconds = time.perf_counter() - start
     clean(nb)
+    if grading and write:
+        import grading as grading_tool
+
+        if grading_tool.pairs(nb):
+            grading_tool.record(nb, grading_tool.emulate_in_subprocess(path))
     if write:
         nbformat.write(nb, path)
     return seconds, nb
@@ -107,11 +117,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", help="notebooks or folders (default: every chapter in _toc.yml)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    ap.add_argument("--no-grading", action="store_true", help="do not re-grade the self-checks (tools/grading.py)")
     args = ap.parse_args(argv)
     single_thread_env()
     times = {}
     for path in resolve(args.paths):
-        seconds, _ = execute(path, timeout=args.timeout)
+        seconds, _ = execute(path, timeout=args.timeout, grading=not args.no_grading)
         inside = path.is_relative_to(ROOT)
         rel = path.relative_to(ROOT).as_posix() if inside else str(path)
         if inside:
