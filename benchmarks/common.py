@@ -1,0 +1,66 @@
+"""Shared pieces of the side-by-side benchmarks: timing, a result row, the registry of comparisons.
+
+Each ``bench_<name>.py`` defines ``COMPARISON`` (a short title), ``PEER`` (the library it compares with)
+and ``run(quick: bool) -> list[Row]``.  In quick mode a benchmark uses tiny sizes, asserts that optlab and
+the peer agree (identical iterates, equal objectives within a stated tolerance) and measures no time; the
+test suite runs it.  In full mode it measures quality and wall time, both in the same process and run, one
+thread, the median of several repeats, and ``benchmarks/run.py`` turns the rows into the book's page.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+
+@dataclass
+class Row:
+    """One comparison on one problem: quality of each side (lower is better) and their wall times."""
+
+    comparison: str
+    problem: str
+    metric: str
+    optlab: float
+    peer: float
+    optlab_seconds: float = float("nan")
+    peer_seconds: float = float("nan")
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def quality_ratio(self) -> float:
+        """optlab's metric over the peer's (lower is better for both: < 1 means optlab is better)."""
+        return self.optlab / self.peer if self.peer else float("nan")
+
+    @property
+    def time_ratio(self) -> float:
+        """optlab's wall time over the peer's (< 1 means optlab is faster)."""
+        return self.optlab_seconds / self.peer_seconds if self.peer_seconds else float("nan")
+
+    def as_dict(self) -> dict:
+        return dict(asdict(self), quality_ratio=self.quality_ratio, time_ratio=self.time_ratio)
+
+
+def timed(fn, repeats: int = 5):
+    """``(result of the last call, median wall time in seconds over repeats)``."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return out, statistics.median(times)
+
+
+def benchmarks() -> list:
+    """Every ``bench_*.py`` module of this folder, imported, in name order."""
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    return [importlib.import_module(p.stem) for p in sorted(HERE.glob("bench_*.py"))]

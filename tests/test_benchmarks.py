@@ -1,0 +1,26 @@
+"""The side-by-side benchmarks: every comparison agrees with its peer in quick mode, and the page is current."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import run  # noqa: E402
+from common import benchmarks  # noqa: E402
+
+
+@pytest.mark.parametrize("bench", benchmarks(), ids=lambda b: b.__name__)
+def test_quick_mode_agrees_with_the_peer(bench):
+    rows = bench.run(quick=True)
+    assert rows and all(r.comparison == bench.COMPARISON for r in rows)
+
+
+def test_the_page_is_current_with_the_scripts():
+    results = json.loads(run.RESULTS.read_text())
+    assert results["hash"] == run.scripts_hash(), "a benchmark changed: run python benchmarks/run.py"
+    assert run.PAGE.read_text() == run.page(results), "the page was not written from results.json"
+    assert run.FIGURE.exists()
+    compared = {r["comparison"] for r in results["rows"]}
+    assert compared == {b.COMPARISON for b in benchmarks()}, "every comparison has rows on the page"
