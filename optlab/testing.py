@@ -223,7 +223,8 @@ def check_method_contract(run, *, stochastic: bool = True, x0_name: str = "x0") 
     import inspect
 
     sig_x0 = inspect.signature(run).parameters.get(x0_name)
-    has_default = sig_x0 is not None and sig_x0.default is not inspect.Parameter.empty
+    has_default = sig_x0 is not None and sig_x0.default is not inspect.Parameter.empty \
+        and sig_x0.default is not None
     x0 = np.array(sig_x0.default, dtype=float) if has_default else None
     a, b = run(rng=0), run(rng=0)
     assert isinstance(a, Result), f"a method returns a Result, got {type(a).__name__}"
