@@ -77,9 +77,8 @@ def test_install_source_is_built_from_config():
 def test_release_tag_is_the_package_version():
     """Colab installs the tag ``release`` and opens the notebooks of ``repository.branch``: both must be
     the tag of the optlab version the chapters were run with, which lives in optlab/__init__.py only."""
-    import tomllib
-
     import release
+    import tomllib
 
     version = release.package_version()
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())

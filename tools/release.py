@@ -42,9 +42,8 @@ def tag(version: str | None = None) -> str:
 
 def problems() -> list[str]:
     """Where the version, the release tag and the branch disagree (empty: nowhere)."""
-    import tomllib
-
     import setup_cell
+    import tomllib
 
     want, cfg, out = tag(), config(), []
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
