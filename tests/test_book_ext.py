@@ -52,7 +52,8 @@ def test_raw_myst_is_found():
 
 def test_converter_writes_links_that_match_the_bibliography():
     md = ("Liu and Zhou {cite}`liu2024revisiting` prove it; earlier bounds "
-          "{cite}`shamir2013stochastic,harvey2019tight` did not.\nHarvey et al.\n{cite}`harvey2019tight` showed more. **Theorem (GD, {cite}`nesterov2018lectures`, "
+          "{cite}`shamir2013stochastic,harvey2019tight` did not.\nHarvey et al.\n{cite}`harvey2019tight` "
+          "showed more. **Theorem (GD, {cite}`nesterov2018lectures`, "
           "Thm. 2.1.15).** See [{cite}`nocedal2006numerical`, Ch. 3].")
     out = cite.convert(md)
     assert out == (
