@@ -17,9 +17,9 @@ those bounds.  It
    chapters executed top to bottom (errors only, outputs are not compared).
 
 Packages named with ``--pinned`` (default: torch) are installed at their
-``requirements.txt`` pin instead of their bound: the only torch wheel available
-offline here is the pinned 2.13.0, and PyPI's older torch wheels are multi-GB CUDA
-builds.  The summary says plainly which bounds were proven and which were not.
+``requirements.txt`` pin instead of their bound: on Linux, PyPI's torch wheels are
+multi-GB CUDA builds, and the pinned 2.13.0 (installed CPU-only, see README.md) is the
+one the book's environment already has.  The summary says plainly which bounds were proven and which were not.
 
     python tools/oldest_deps.py                       # the whole job
     python tools/oldest_deps.py --chapters all        # every chapter, not only the first three
