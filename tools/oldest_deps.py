@@ -65,7 +65,7 @@ TOOL_LIMITS = (
 #: Tests of the book's own tooling (notebook anatomy, assignments, the HTML book, the setup cell, the install
 #: paths): they need the pinned book toolchain, not optlab's dependencies, so this job leaves them out.
 BOOK_TESTS = ("test_chapters.py", "test_tools.py", "test_assignments.py", "test_browser.py",
-              "test_setup_cell.py", "test_colab.py", "test_oldest_deps.py")
+              "test_setup_cell.py", "test_colab.py", "test_oldest_deps.py", "test_book_ext.py", "test_repository.py")
 #: Markers of tests that are not unit tests of optlab.
 NOT_UNIT = "not browser and not colab and not oldest"
 STAMP = "optlab-oldest.json"
