@@ -5,6 +5,21 @@ Each method keeps one colour across the whole book (:func:`color_for`), and
 :func:`use_style` (applied by every chapter's setup cell) gives figures an
 opaque white background, so they stay readable under the book's dark theme.
 
+**The figure rule.** Every figure is at most :data:`FIGURE_WIDTH` inches wide, and a
+figure with several panels stacks them vertically, one panel per row
+(:func:`subplots` makes that layout).  Why: a page scales a figure down to its width, so
+what stays readable is the font size *relative to the figure's width*.  On a 400 px phone
+screen the book's content is 368 px wide; a 4.2 in figure (4.3 in with the margin that
+saving adds) whose smallest text (ticks, legends) is 10.5 pt then shows that text at
+10.5 * 368 / (72 * 4.3) = 12.5 px, above 9 pt (12 px).  On a desktop the figure shows at
+its own size (``figure.dpi`` 100: about 430 px wide, ticks at 14.6 px).  So: no
+``figsize`` wider than :data:`FIGURE_WIDTH`, no font smaller than :func:`min_font_size`
+(no ``fontsize=8``), and legends inside the figure's width.
+
+Figures are stored as high-resolution PNGs ("retina": twice the pixels, displayed at half
+size), sharp on high-DPI screens; Jupyter, Colab and the book all honour the displayed
+size, and the book opens the full-size PNG on a click.
+
 Book: chapters/toolkit.ipynb
 
 References
@@ -13,11 +28,13 @@ Hunter, Matplotlib: a 2D graphics environment, Computing in Science & Engineerin
 """
 from __future__ import annotations
 
+import sys
 import zlib
 
 import numpy as np
 
-__all__ = ["METHOD_COLORS", "color_for", "use_style", "STYLE", "plot_convergence", "plot_contour"]
+__all__ = ["METHOD_COLORS", "color_for", "use_style", "STYLE", "FIGURE_WIDTH", "PANEL_HEIGHT", "subplots",
+           "min_font_size", "plot_convergence", "plot_contour"]
 
 #: One colour per method, fixed across the book (the Okabe-Ito and tab10 palettes).
 METHOD_COLORS = {
@@ -39,21 +56,46 @@ METHOD_COLORS = {
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
             "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f"]
 
+#: The widest figure of the book, in inches (see the figure rule above).
+FIGURE_WIDTH = 4.2
+#: The height of one panel, in inches; :func:`subplots` stacks panels of this height.
+PANEL_HEIGHT = 2.8
+#: How the inline backend stores figures: PNGs at twice ``figure.dpi``, shown at half size.
+INLINE_FORMAT = "retina"
+
 #: The rcParams applied by :func:`use_style`.
 STYLE = {
     "figure.facecolor": "white",
     "axes.facecolor": "white",
     "savefig.facecolor": "white",
     "savefig.transparent": False,
-    "figure.figsize": (6.4, 4.0),
-    "figure.dpi": 80,
+    "figure.figsize": (FIGURE_WIDTH, PANEL_HEIGHT),
+    "figure.dpi": 100,
+    "figure.constrained_layout.use": True,
+    "savefig.pad_inches": 0.05,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "legend.frameon": False,
-    "font.size": 10,
+    "font.size": 11,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10.5,
+    "ytick.labelsize": 10.5,
+    "legend.fontsize": 10.5,
 }
+_FONT_KEYS = ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
+              "legend.fontsize")
+
+
+def min_font_size() -> float:
+    """The smallest font size of :data:`STYLE`, in points (ticks and legends).
+
+    >>> min_font_size()
+    10.5
+    """
+    return float(min(STYLE[k] for k in _FONT_KEYS))
 
 
 def color_for(method: str) -> str:
@@ -78,10 +120,62 @@ def color_for(method: str) -> str:
 
 
 def use_style() -> None:
-    """Apply the book's matplotlib style (white, opaque figures; light grid)."""
+    """Apply the book's matplotlib style: :data:`STYLE` (white, opaque figures; light grid; the
+    book's sizes) and, in a Jupyter kernel, high-resolution inline figures (:data:`INLINE_FORMAT`)."""
     import matplotlib as mpl
 
     mpl.rcParams.update(STYLE)
+    if "IPython" in sys.modules:  # only where IPython already runs; never import it here
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            try:
+                from matplotlib_inline.backend_inline import set_matplotlib_formats
+            except ImportError:  # an IPython without the inline backend: default PNGs
+                return
+            set_matplotlib_formats(INLINE_FORMAT)
+
+
+def subplots(n_panels: int = 1, *, height: float = PANEL_HEIGHT, sharex: bool = False, **kwargs):
+    r"""A figure in the book's layout: ``n_panels`` panels stacked vertically, :data:`FIGURE_WIDTH` wide.
+
+    Parameters
+    ----------
+    n_panels : int
+        Number of panels (axes), one per row.
+    height : float
+        Height of each panel, in inches.
+    sharex : bool
+        Share the horizontal axis between the panels.
+    **kwargs
+        Passed on to :func:`matplotlib.pyplot.subplots` (e.g. ``sharey``); ``figsize``, ``nrows``
+        and ``ncols`` are the layout's and cannot be given.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    axes : matplotlib Axes (one panel) or an array of ``n_panels`` Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> fig, axes = subplots(2)
+    >>> len(axes), tuple(float(v) for v in fig.get_size_inches())
+    (2, (4.2, 5.6))
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(n_panels, int) or isinstance(n_panels, bool) or n_panels < 1:
+        raise ValueError(f"n_panels must be a positive int, got {n_panels!r}")
+    if not height > 0:
+        raise ValueError(f"height must be positive (inches), got {height!r}")
+    clash = {"figsize", "nrows", "ncols"} & set(kwargs)
+    if clash:
+        raise TypeError(f"subplots() sets {sorted(clash)} itself: the book's layout is one panel per row, "
+                        f"{FIGURE_WIDTH} in wide")
+    kwargs.setdefault("layout", "constrained")
+    return plt.subplots(n_panels, 1, figsize=(FIGURE_WIDTH, height * n_panels), sharex=sharex, **kwargs)
 
 
 def _axes(ax):

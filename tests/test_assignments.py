@@ -1,9 +1,11 @@
 """Assignments: tools/assignment.py turns a chapter into nbgrader instructor and student notebooks.
 
 The fixture tests/data/tiny_chapter.ipynb is a chapter in miniature (setup cell, claim,
-two exercises, one self-check with hidden tests) that autogrades in seconds; every chapter
-of the book goes through `nbgrader generate_assignment`, and one real chapter through a full
-autograde (marked slow).
+three exercises: two code solutions with self-checks, one with hidden tests, and one answer
+in prose) that autogrades in seconds; every chapter of the book goes through
+`nbgrader generate_assignment`, and one real chapter through a full autograde (marked slow).
+No answer, code or prose, survives in a student version; the feedback pages typeset math
+with the environment's own MathJax (no network).
 """
 from __future__ import annotations
 
@@ -64,12 +66,29 @@ def region_lines(source: str, begin: str, end: str) -> list[str]:
     return lines
 
 
+def answer_lines(instructor) -> list[str]:
+    """Every line of answer text in the instructor version: code between the solution markers,
+    hidden tests, and each line of every answer in prose."""
+    lines = []
+    for cell in instructor.cells:
+        lines += region_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION")
+        lines += region_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+        if kind(cell) == "answer":
+            lines += [line.strip() for line in cell.source.splitlines() if line.strip()]
+    return lines
+
+
 def check_student(instructor, student) -> None:
-    """The student version is the instructor version minus solutions, hidden tests and outputs."""
+    """The student version is the instructor version minus solutions, answers, hidden tests and outputs."""
     assert [c.cell_type for c in student.cells] == [c.cell_type for c in instructor.cells]
     text = nbformat.writes(student)
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in text
+    # No sentence of an answer in prose anywhere (code lines are checked cell by cell below: a line
+    # such as `for T in HORIZONS:` may well stand in the chapter's own code too).
+    prose = [line.strip() for c in instructor.cells if kind(c) == "answer" for line in c.source.splitlines()]
+    survived = [line for line in prose if len(line) > 3 and line in text]
+    assert not survived, f"answer text in the student version: {survived[:5]}"
     for ins, stu in zip(instructor.cells, student.cells):
         if stu.cell_type == "code":
             assert stu.outputs == [] and stu.execution_count is None, "outputs are cleared"
@@ -82,6 +101,9 @@ def check_student(instructor, student) -> None:
         elif kind(ins) == "selfcheck":
             assert stu.source == without_regions(ins.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
             assert stu.metadata["nbgrader"]["points"] == assignment.POINTS
+        elif kind(ins) == "answer":
+            assert stu.source == assignment.TEXT_STUB, "an answer in prose is replaced as a whole"
+            assert stu.metadata["nbgrader"]["points"] == ins.metadata["nbgrader"]["points"]
         else:
             assert stu.source == ins.source
 
@@ -96,10 +118,14 @@ def test_make_instructor_adds_nbgrader_metadata():
     assert nbformat.writes(assignment.make_instructor(chapter)) == nbformat.writes(nb), "deterministic"
     meta = [c.metadata.get("nbgrader") for c in nb.cells]
     assert [m["grade_id"] for m in meta if m] == [
-        "readonly-1", "readonly-2", "readonly-3", "solution-1", "selfcheck-1", "solution-2", "selfcheck-2"]
+        "readonly-1", "readonly-2", "readonly-3", "solution-1", "selfcheck-1", "solution-2", "selfcheck-2",
+        "answer-1"]
     for cell, m in zip(nb.cells, meta):
         tags = cell.metadata.get("tags", [])
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown" and "solution" in tags:
+            assert m == {"grade": True, "solution": True, "locked": False, "points": assignment.MANUAL_POINTS,
+                         "grade_id": m["grade_id"], "schema_version": 3}, "an answer in prose: graded by hand"
+        elif cell.cell_type == "markdown":
             assert m is None
         elif "solution" in tags:
             assert m == {"grade": False, "solution": True, "locked": False, "grade_id": m["grade_id"],
@@ -144,7 +170,21 @@ BROKEN = {
         "hidden-test markers outside a 'selfcheck' cell", 3),
     "both tags": (
         lambda nb: nb.cells[8].metadata["tags"].append("solution"), "tagged both 'solution' and 'selfcheck'", 8),
+    "markers in an answer in prose": (
+        lambda nb: _set(nb, _answer(nb), "### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),
+        "an answer in prose is the whole cell: remove the solution markers", 13),
+    "a heading in an answer in prose": (
+        lambda nb: _set(nb, _answer(nb), "## Answer\n\nBecause."), "no headings in an answer in prose", 13),
+    "an empty answer in prose": (lambda nb: _set(nb, _answer(nb), "  \n"), "an empty answer in prose", 13),
+    "a self-check in Markdown": (
+        lambda nb: nb.cells[12].metadata.setdefault("tags", []).append("selfcheck"),
+        "only code cells can be tagged 'selfcheck'", 12),
 }
+
+
+def _answer(nb):
+    return next(i for i, c in enumerate(nb.cells)
+                if c.cell_type == "markdown" and "solution" in c.metadata.get("tags", []))
 
 
 @pytest.mark.parametrize("case", BROKEN)
@@ -210,10 +250,12 @@ def test_student_version_has_no_solutions(course):
     ins, stu = read(instructor), read(student)
     check_student(ins, stu)
     text = nbformat.writes(stu)
-    for cell in ins.cells:  # nothing of the answers or hidden tests, anywhere
-        for line in region_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION") + region_lines(
-                cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
-            assert line not in text
+    lines = answer_lines(ins)
+    assert any("eigenvalues" in line for line in lines), "the fixture has an answer in prose"
+    for line in lines:  # nothing of the answers (code or prose) or hidden tests, anywhere
+        assert line not in text
+    answers = [c for c in stu.cells if kind(c) == "answer"]
+    assert [c.source for c in answers] == [assignment.TEXT_STUB]
     # the stubs raise NotImplementedError when run
     cells = by_grade_id(stu)
     namespace = {"np": __import__("numpy")}
@@ -227,20 +269,49 @@ def test_student_version_has_no_solutions(course):
 def test_instructor_version_scores_full_marks(course):
     course_dir, instructor, _ = course
     scores = assignment.autograde(course_dir, NAME, "instructor", instructor)
-    assert scores == {"cells": {"selfcheck-1": 1.0, "selfcheck-2": 1.0}, "total": 2.0, "max_score": 2.0}
+    # the answer in prose is worth MANUAL_POINTS = 0: it does not change the autograded score
+    assert scores == {"cells": {"selfcheck-1": 1.0, "selfcheck-2": 1.0, "answer-1": 0.0}, "total": 2.0,
+                      "max_score": 2.0}
+
+
+def test_feedback_typesets_math_offline(course):
+    """`nbgrader generate_feedback` pages load MathJax from this environment, never from a network."""
+    import re
+
+    course_dir, instructor, _ = course
+    assignment.autograde(course_dir, NAME, "feedback", instructor)
+    assignment.run_nbgrader(["generate_feedback", NAME, "--student=feedback", "--force"], course_dir)
+    page = course_dir / "feedback" / "feedback" / NAME / "tiny_chapter.html"
+    html = page.read_text()
+    scripts = re.findall(r'<script[^>]*\bsrc="([^"]+)"', html)
+    mathjax = [s for s in scripts if "mathjax" in s.lower()]
+    assert mathjax, f"no MathJax script in the feedback page: {scripts}"
+    assert not [s for s in scripts if re.match(r"(https?:)?//", s)], f"scripts from a network: {scripts}"
+    assert not re.search(r"https?://[^\s\"']*mathjax", html, re.IGNORECASE), "a MathJax URL on a network"
+    for src in mathjax:
+        assert src.startswith("file://") and Path(src[len("file://"):]).exists(), src
+    assert "$" in html or "\\(" in html, "the fixture's math reaches the page, for MathJax to typeset"
 
 
 def test_untouched_student_version_scores_zero(course):
     course_dir, _, student = course
     scores = assignment.autograde(course_dir, NAME, "untouched", student)
-    assert scores == {"cells": {"selfcheck-1": 0.0, "selfcheck-2": 0.0}, "total": 0.0, "max_score": 2.0}
+    assert scores == {"cells": {"selfcheck-1": 0.0, "selfcheck-2": 0.0, "answer-1": 0.0}, "total": 0.0,
+                      "max_score": 2.0}
     graded = by_grade_id(read(course_dir / "autograded" / "untouched" / NAME / "tiny_chapter.ipynb"))
-    errors = {grade_id: [o.ename for o in cell.outputs if o.output_type == "error"]
+    errors = {grade_id: [o.ename for o in cell.get("outputs", []) if o.output_type == "error"]
               for grade_id, cell in graded.items()}
     assert errors["selfcheck-1"] == ["NotImplementedError"], "raised by the stub of grad_quadratic"
     assert errors["solution-2"] == ["NotImplementedError"]
     assert errors["selfcheck-2"] == ["NameError"]
     assert not any(errors[k] for k in errors if k.startswith("readonly")), "the chapter itself still runs"
+
+
+def test_manual_points_for_answers_in_prose(tmp_path):
+    nb = assignment.make_instructor(read(FIXTURE), manual_points=2)
+    assert [c.metadata["nbgrader"]["points"] for c in nb.cells if kind(c) == "answer"] == [2]
+    with pytest.raises(assignment.AssignmentError, match="manual_points"):
+        assignment.make_instructor(read(FIXTURE), manual_points=-1)
 
 
 def test_autograde_restores_tests_and_read_only_cells(course, tmp_path):
@@ -257,7 +328,7 @@ def test_autograde_restores_tests_and_read_only_cells(course, tmp_path):
     nbformat.write(nb, path)
     scores = assignment.autograde(course_dir, NAME, "partial", path)
     # selfcheck-1 passes only if readonly-2 was restored, selfcheck-2 fails only if its hidden test came back
-    assert scores["cells"] == {"selfcheck-1": 1.0, "selfcheck-2": 0.0}
+    assert scores["cells"] == {"selfcheck-1": 1.0, "selfcheck-2": 0.0, "answer-1": 0.0}
     assert scores["total"] == 1.0
     graded = read(course_dir / "autograded" / "partial" / NAME / "tiny_chapter.ipynb")
     assert graded.cells[-1].outputs[0].text == "threads 1\n", "the kernel runs with one thread"

@@ -16,19 +16,37 @@ grows with the book.  On each page:
   in the article, hidden parts included;
 - solutions are collapsed (``{solution}`` admonitions need ``:class: dropdown``; code
   cells tagged ``solution`` need ``hide-cell`` too: code and output, as the output
-  gives the answer away) and open on a click;
-- an issue button for the page and a search box are there;
+  gives the answer away), labelled "Show solution" (answers in prose: "Show answer"),
+  and open on a click; the setup cell is collapsed under "Show setup code";
+- no nbgrader marker (``BEGIN SOLUTION``, ``BEGIN HIDDEN TESTS``...) and no hidden test
+  anywhere in the text (checked on every built page, statically, too);
+- every figure has an alt text that says what it shows (not a file name), is a high-DPI
+  PNG (at least two pixels per CSS pixel), keeps its aspect ratio, opens full size on a
+  click, and its smallest font shows at 9 pt (12 px) or more, on the desktop and on a
+  400 px wide phone screen (font-size proxy: the style's smallest font in PNG pixels,
+  from the PNG's DPI, times rendered width / natural width);
+- printed output fits the desktop column (no horizontal scroll bar in an output);
+- citations are links to the bibliography (no ``#cite-`` link left), with the words of
+  the bibliography's author-year labels;
+- one search box (the sidebar's) on the desktop; an issue button for the page; the
+  footer states the licence of text and figures; no JavaScript error at all;
 - a header button "Download the book (PDF)" links to the book's PDF at the root of the
   HTML book; where that file is in the served folder (the HTML build copies it from
   ``_build/latex/`` when the PDF was built first), it is served as a PDF.  With
   ``OPTLAB_BOOK_PDF`` set (``.ci/run``), it must be there.
+
+On a 400 px phone screen the same pages have no horizontal page scroll, a search
+control, readable figures and no JavaScript error.  The bibliography has one style
+(author-year labels, each link once, no "2 edition"), and the API reference links
+every chapter that its docstrings name (``Book: chapters/...``).
 
 Besides: the search page finds each part's first chapter by its method's name (its
 slug, ``last_iterate`` -> "last iterate"), the search box of the preface leads there,
 and in the dark theme every figure of the first chapter with figures keeps an opaque
 white background and stays readable.
 
-Screenshots go to ``_build/screenshots/`` for review.
+Screenshots go to ``_build/screenshots/`` for review: every checked page on the desktop
+(``<page>.png``) and on a 400 px phone screen (``<page>__phone.png``).
 
 The book is built once per session with ``jupyter-book build`` into a temporary
 folder.  Set ``OPTLAB_BOOK_HTML=_build/html`` to check an existing build instead
@@ -67,12 +85,14 @@ CHROMIUM_FLAGS = [
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 400, "height": 860}
+MIN_FONT_PX = 12.0  # 9 pt: the smallest text a figure may show, at the size the page shows it
 MAX_SHOT_HEIGHT = 8000  # px: full-page screenshots are cut there to keep _build/screenshots small
 TIMEOUT_MS = 30_000
-# Page errors that are Jupyter Book 1's own and harmless: it adds sphinx-thebe's inline config script
-# twice to every page, so the second `const THEBE_JS_URL` throws; the first one stands (and this
-# book does not use thebe).  Any other JavaScript error fails the page.
-KNOWN_JS_ERRORS = ["Identifier 'THEBE_JS_URL' has already been declared"]
+# JavaScript errors tolerated on a page: none.  (Jupyter Book 1 used to write sphinx-thebe's inline
+# `const THEBE_JS_URL` twice into every page; _config.yml leaves sphinx_thebe out, see there.)
+KNOWN_JS_ERRORS: list[str] = []
+GRADING_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 # Raw text that means MyST (or a role/directive) was not parsed: never in a rendered page.
 RAW_MYST = [":::", "```{", "{exercise}", "{solution", "{prf:", "{cite}", "{cite:", "{eval-rst}",
@@ -214,7 +234,13 @@ def _check_fresh(html: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def book_html(chromium, tmp_path_factory) -> Path:
+def book_html(chromium, built_book) -> Path:
+    """The built HTML, for the tests that open it in Chromium."""
+    return built_book
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
     """The built HTML: OPTLAB_BOOK_HTML if set (checked fresh), else a fresh build in a temporary folder."""
     given = os.environ.get("OPTLAB_BOOK_HTML")
     if given:
@@ -267,11 +293,13 @@ def browser(chromium):
 class Tab:
     """One browser page with every request off loopback blocked and recorded."""
 
-    def __init__(self, browser, base: str):
-        self.base = base
+    def __init__(self, browser, base: str, html: Path | None = None, viewport=None, scale: float = 1):
+        self.base, self.html = base, html
+        self.viewport = dict(viewport or VIEWPORT)
         self.offsite: list[str] = []
         self.errors: list[str] = []
-        self.context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, service_workers="block")
+        self.context = browser.new_context(viewport=self.viewport, device_scale_factor=scale,
+                                           service_workers="block")
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
@@ -285,7 +313,8 @@ class Tab:
             self.offsite.append(route.request.url)
             route.abort()
 
-    def open(self, path: str):
+    def open(self, path: str, idle: bool = True):
+        """Open a page of the book; ``idle`` waits until the network is quiet (MathJax, images)."""
         response = self.page.goto(f"{self.base}/{path}", wait_until="load")
         if response is None or response.status != 200:
             page = path.split("?")[0].removesuffix(".html")
@@ -294,7 +323,8 @@ class Tab:
                     else f"{page}.ipynb / {page}.md does not exist, yet _toc.yml names it")
             pytest.fail(f"{path}: HTTP {response.status if response else 'no response'} from the built book "
                         f"({hint})", pytrace=False)
-        self.page.wait_for_load_state("networkidle")
+        if idle:
+            self.page.wait_for_load_state("networkidle")
         return self.page
 
     def close(self):
@@ -302,8 +332,16 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser, server):
-    t = Tab(browser, server)
+def tab(browser, server, book_html):
+    t = Tab(browser, server, book_html)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def phone_tab(browser, server, book_html):
+    """A 400 px wide phone screen (two device pixels per CSS pixel, as most phones)."""
+    t = Tab(browser, server, book_html, viewport=PHONE, scale=2)
     yield t
     t.close()
 
@@ -312,9 +350,10 @@ def screenshot(page, name: str, full_page: bool = True) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     height = page.evaluate("document.documentElement.scrollHeight")
+    width = page.viewport_size["width"]
     if full_page and height > MAX_SHOT_HEIGHT:
         page.screenshot(path=str(path), full_page=True,
-                        clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": MAX_SHOT_HEIGHT})
+                        clip={"x": 0, "y": 0, "width": width, "height": MAX_SHOT_HEIGHT})
     else:
         page.screenshot(path=str(path), full_page=full_page)
     return path
@@ -388,11 +427,49 @@ PROBE = """() => {
     solutionCells: solutionCells.map((el, i) => ({
       index: i,
       classes: el.className,
+      answer: el.classList.contains('optlab-answer'),
       codeVisible: [...el.querySelectorAll('.cell_input')].some(visible),
       outputVisible: [...el.querySelectorAll('.cell_output')].some(visible),
+      contentVisible: [...el.querySelectorAll('details > :not(summary)')].some(visible),
     })),
+    // Every collapsed cell (MyST-NB's hidden cells and the book's answers in prose) and its label.
+    hiddenCells: [...article.querySelectorAll('.cell')].filter(c => c.querySelector('details.hide')).map(c => {
+      const d = c.querySelector('details.hide');
+      return {classes: c.className, open: d.open,
+              label: (d.querySelector('summary .collapsed') || d.querySelector('summary') || {}).textContent?.trim(),
+              contentVisible: [...d.children].filter(k => k.tagName !== 'SUMMARY').some(visible)};
+    }),
+    searchControls: [...new Set(document.querySelectorAll(
+        '.search-button-field, .search-button__button, form.bd-search input[name="q"]'))].filter(visible).length,
+    footer: [...document.querySelectorAll('footer')].map(f => f.textContent).join(' '),
+    // The text of every notebook cell (code and outputs, collapsed parts included).
+    cellText: [...article.querySelectorAll('.cell')].map(c => textOf(c, 'script, style')).join('\\n'),
+    pageWidth: document.documentElement.scrollWidth,
+    overflowingOutputs: [...article.querySelectorAll('.cell_output pre')].filter(visible)
+        .filter(p => p.scrollWidth > p.clientWidth + 1)
+        .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '').slice(0, 100)),
+    citeLinksLeft: [...article.querySelectorAll('a[href*="#cite-"]')].map(a => a.getAttribute('href')),
+    citations: [...article.querySelectorAll('.bibtex-citation')].map(span => ({
+      text: span.textContent.replace(/\\s+/g, ' ').trim(),
+      links: [...span.querySelectorAll('a')].map(a => ({href: a.getAttribute('href'),
+                                                        text: a.textContent.replace(/\\s+/g, ' ').trim()})),
+    })),
+    figures: [...article.querySelectorAll('.cell_output img')].map(img => {
+      const r = img.getBoundingClientRect(), a = img.closest('a');
+      return {src: img.getAttribute('src'), alt: img.getAttribute('alt'),
+              natural: [img.naturalWidth, img.naturalHeight], rendered: [r.width, r.height],
+              link: a ? a.getAttribute('href') : null};
+    }),
   };
 }"""
+
+# The bibliography page's entries: label, text and links.
+BIBLIOGRAPHY = """() => [...document.querySelectorAll('div.citation')].map(d => ({
+  id: d.id,
+  label: (d.querySelector('.label') || {}).textContent?.replace(/[\\[\\]]/g, '').trim(),
+  text: d.textContent.replace(/\\s+/g, ' ').trim(),
+  hrefs: [...d.querySelectorAll('a[href]')].map(a => a.href),
+}))"""
 
 # Decode a PNG (bytes given as base64) in the page and report pixels: corners at an inset, darkest pixel.
 PIXELS = """async ([b64, inset]) => {
@@ -520,6 +597,16 @@ def page_problems(tab: Tab, page: str) -> list[str]:
             problems.append(f"solution cell #{cell['index'] + 1} shows its {' and '.join(shown)} "
                             f"(classes {cell['classes']!r}): tag the cell `hide-cell` besides `solution` "
                             "(its output is part of the answer)")
+    problems += _labels_and_grading_text(info, page)
+    problems += figure_problems(info["figures"], tab, f"{page}.html")
+    if info["overflowingOutputs"]:
+        problems.append(f"printed output wider than the column (a horizontal scroll bar; wrap printed lines at "
+                        f"88 characters): {info['overflowingOutputs'][:3]}")
+    problems += _citation_problems(info, page)
+    if info["searchControls"] != 1:
+        problems.append(f"{info['searchControls']} visible search boxes on the desktop: one is enough (the sidebar's)")
+    if "CC BY 4.0" not in info["footer"]:
+        problems.append(f"the footer does not state the licence of the text (CC BY 4.0): {info['footer'][:200]!r}")
     if info["solutions"] or info["solutionCells"]:  # a close-up of the collapsed solutions, for review
         p.locator(".cell.tag_solution, .solution").first.evaluate("el => el.scrollIntoView({block: 'center'})")
         screenshot(p, f"{shot_name(page)}__solutions", full_page=False)
@@ -555,18 +642,138 @@ def _open_one_solution(p, info) -> list[str]:
             body.wait_for(state="visible", timeout=5000)
         except Exception:
             problems.append(f"solution {collapsed[0]['id']!r} did not open on a click")
-    cells = [c for c in info["solutionCells"] if not c["codeVisible"]]
-    if cells:
+    for answer in (False, True):  # one solution cell, one answer in prose
+        cells = [c for c in info["solutionCells"] if c["answer"] == answer and not c["contentVisible"]
+                 and not c["codeVisible"]]
+        if not cells:
+            continue
         cell = p.locator(".cell.tag_solution").nth(cells[0]["index"])
         summary = cell.locator("details > summary").first
         if summary.count():
             summary.click()
             try:
-                cell.locator(".cell_input").first.wait_for(state="visible", timeout=5000)
-                if cell.locator(".cell_output").count():
-                    cell.locator(".cell_output").first.wait_for(state="visible", timeout=5000)
+                if answer:
+                    cell.locator("details > :not(summary)").first.wait_for(state="visible", timeout=5000)
+                else:
+                    cell.locator(".cell_input").first.wait_for(state="visible", timeout=5000)
+                    if cell.locator(".cell_output").count():
+                        cell.locator(".cell_output").first.wait_for(state="visible", timeout=5000)
             except Exception:
-                problems.append(f"solution cell #{cells[0]['index'] + 1} did not open on a click")
+                what = "answer" if answer else "solution cell"
+                problems.append(f"{what} #{cells[0]['index'] + 1} did not open on a click")
+    return problems
+
+
+SOLUTION_LABEL, ANSWER_LABEL, SETUP_LABEL = "Show solution", "Show answer", "Show setup code"
+
+
+def _labels_and_grading_text(info, page: str) -> list[str]:
+    """Collapsed cells say what they hide; no nbgrader marker or hidden test in the text."""
+    problems = []
+    for cell in info["hiddenCells"]:
+        classes = cell["classes"].split()
+        if cell["open"] or cell["contentVisible"]:
+            problems.append(f"a collapsed cell is open on load ({cell['classes']})")
+        if "tag_setup" in classes and cell["label"] != SETUP_LABEL:
+            problems.append(f"the setup cell's toggle reads {cell['label']!r}, not {SETUP_LABEL!r} "
+                            "(run python tools/setup_cell.py)")
+        elif "optlab-answer" in classes and cell["label"] != ANSWER_LABEL:
+            problems.append(f"an answer's toggle reads {cell['label']!r}, not {ANSWER_LABEL!r}")
+        elif "tag_solution" in classes and "optlab-answer" not in classes and cell["label"] != SOLUTION_LABEL:
+            problems.append(f"a solution's toggle reads {cell['label']!r}, not {SOLUTION_LABEL!r} "
+                            "(run python tools/setup_cell.py)")
+    src = source_of(page)
+    if src is not None and src.suffix == ".ipynb":
+        setups = [c for c in info["hiddenCells"] if "tag_setup" in c["classes"].split()]
+        if not setups:
+            problems.append("the setup cell is not collapsed (tag it hide-input: python tools/setup_cell.py)")
+    text = info["cellText"]  # the prose may name the markers (the preface explains them); cells may not
+    problems += [f"nbgrader marker {m!r} in a cell of the page" for m in GRADING_MARKERS if m in text]
+    hidden = [line for line in hidden_test_lines(src) if line in text] if src else []
+    if hidden:
+        problems.append(f"hidden tests shown in the page: {hidden[:3]}")
+    return problems
+
+
+def hidden_test_lines(src: Path | None) -> list[str]:
+    """The (stripped, non-trivial) lines inside hidden-test regions of a notebook."""
+    if src is None or src.suffix != ".ipynb":
+        return []
+    import nbformat
+
+    lines, inside = [], False
+    for cell in nbformat.read(src, as_version=4).cells:
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) > 10:
+                lines.append(line.strip())
+    return lines
+
+
+def png_dpi(path: Path) -> float | None:
+    """The DPI stored in a PNG (its pHYs chunk), or None."""
+    import struct
+
+    data = path.read_bytes()
+    k = data.find(b"pHYs")
+    if k < 0:
+        return None
+    ppu, _, unit = struct.unpack(">IIB", data[k + 4:k + 13])
+    return ppu * 0.0254 if unit == 1 else None
+
+
+def figure_problems(figures, tab: Tab, page_url: str, sharp: bool = True) -> list[str]:
+    """Alt text, sharpness, aspect ratio, click-to-enlarge and the font-size proxy of each figure."""
+    from urllib.parse import urljoin
+
+    from optlab import plotting
+
+    problems = []
+    for fig in figures:
+        name = fig["src"].rsplit("/", 1)[-1][:16]
+        alt = (fig["alt"] or "").strip()
+        if not alt or alt == fig["src"] or re.search(r"\.(png|svg|jpe?g)\b|_images/", alt) or len(alt.split()) < 3:
+            problems.append(f"figure {name}: alt text {alt!r} does not say what it shows (cell metadata "
+                            '"mystnb": {"image": {"alt": "..."}})')
+        (nat_w, nat_h), (w, h) = fig["natural"], fig["rendered"]
+        if not (nat_w and w):
+            continue
+        if sharp and nat_w < 2 * w - 1:
+            problems.append(f"figure {name}: {nat_w} px shown at {w:.0f} px: not sharp on a high-DPI screen "
+                            "(optlab.plotting.use_style stores retina PNGs)")
+        if h and abs(h / w - nat_h / nat_w) > 0.02 * nat_h / nat_w:
+            problems.append(f"figure {name}: distorted ({w:.0f}x{h:.0f} shown, {nat_w}x{nat_h} stored)")
+        if not fig["link"] or fig["link"].rsplit("/", 1)[-1] != fig["src"].rsplit("/", 1)[-1]:
+            problems.append(f"figure {name}: a click does not open the full-size image (link {fig['link']!r})")
+        if tab.html is not None:
+            file = tab.html / urlsplit(urljoin(f"http://x/{page_url}", fig["src"])).path.lstrip("/")
+            dpi = png_dpi(file) if file.exists() else None
+            if dpi is None:
+                problems.append(f"figure {name}: no DPI in the PNG ({file.name})")
+                continue
+            font_px = plotting.min_font_size() * dpi / 72 * w / nat_w
+            if font_px < MIN_FONT_PX:
+                problems.append(f"figure {name}: its smallest font ({plotting.min_font_size()} pt) shows at "
+                                f"{font_px:.1f} px < {MIN_FONT_PX:.0f} px (9 pt) at a {tab.viewport['width']} px "
+                                f"wide window: the figure is {nat_w / dpi:.1f} in wide; at most "
+                                f"{plotting.FIGURE_WIDTH} in (optlab.plotting.subplots stacks panels)")
+    return problems
+
+
+def _citation_problems(info, page: str) -> list[str]:
+    problems = []
+    if info["citeLinksLeft"]:
+        problems.append(f"citation links not turned into citations: {info['citeLinksLeft'][:3]}")
+    src = source_of(page)
+    cites = src is not None and re.search(r"\]\(#cite-|\{cite", src.read_text())
+    if cites and not info["citations"]:
+        problems.append("the source cites papers but the page has no citation linked to the bibliography")
+    for c in info["citations"]:
+        if not c["links"] or not all("bibliography.html#" in link["href"] for link in c["links"]):
+            problems.append(f"a citation not linked to the bibliography: {c}")
     return problems
 
 
@@ -618,7 +825,7 @@ def test_search_box_leads_to_results(tab):
 def _figure_page(book_html: Path) -> str | None:
     for page in pages_to_check():
         html = book_html / f"{page}.html"
-        if html.exists() and re.search(r'class="cell_output[^"]*"[^>]*>\s*<img', html.read_text()):
+        if html.exists() and re.search(r'class="cell_output[^"]*"[^>]*>\s*(<a [^>]*>\s*)?<img', html.read_text()):
             return page
     return None
 
@@ -708,3 +915,131 @@ def test_pdf_download_button(tab, book_html):
     assert response.status == 200, f"{expected}: HTTP {response.status}"
     assert response.headers.get("content-type", "").startswith("application/pdf"), response.headers
     assert response.body()[:5] == b"%PDF-", f"{expected} is not a PDF"
+
+
+# --------------------------------------------------------------------------- a phone
+
+@pytest.mark.parametrize("page", pages_to_check())
+def test_page_reads_well_on_a_phone(phone_tab, page):
+    """At 400 px: no horizontal page scroll, a search control, figures readable (9 pt), no JS error."""
+    p = phone_tab.open(f"{page}.html")
+    p.evaluate(WAIT_MATHJAX)
+    p.evaluate(WAIT_IMAGES)
+    info = p.evaluate(PROBE)
+    screenshot(p, f"{shot_name(page)}__phone")
+    problems = figure_problems(info["figures"], phone_tab, f"{page}.html")
+    if info["pageWidth"] > PHONE["width"] + 1:
+        problems.append(f"the page is {info['pageWidth']} px wide on a {PHONE['width']} px screen "
+                        "(a horizontal scroll bar for the whole page)")
+    if info["searchControls"] < 1:
+        problems.append("no visible search control on a phone")
+    if phone_tab.errors:
+        problems.append(f"JavaScript errors: {phone_tab.errors[:3]}")
+    if phone_tab.offsite:
+        problems.append(f"requests off this machine: {phone_tab.offsite[:3]}")
+    assert not problems, f"{page}.html at {PHONE['width']} px:\n- " + "\n- ".join(problems)
+
+
+# --------------------------------------------------------------------------- bibliography and API reference
+
+def _bib_page() -> str:
+    return next(f for f in _book.toc_files() if f.endswith("bibliography"))
+
+
+def test_bibliography_has_one_author_year_style(tab):
+    """Labels are author-year (``[Liu and Zhou, 2024]``), as the citations in the text read; each
+    entry links a web page once; editions are ordinals; every citation's words match its entry."""
+    p = tab.open(f"{_bib_page()}.html")
+    entries = p.evaluate(BIBLIOGRAPHY)
+    assert entries, "no entry in the bibliography"
+    problems = []
+    for e in entries:
+        if not re.fullmatch(r".+, (\d{4}[a-z]?|n\.d\.)", e["label"] or ""):
+            problems.append(f"label {e['label']!r} is not author-year ('Authors, Year')")
+        if len(e["hrefs"]) != len(set(e["hrefs"])):
+            problems.append(f"[{e['label']}] links the same page twice: {e['hrefs']}")
+        if re.search(r"\b\d+ edition\b", e["text"]):
+            problems.append(f"[{e['label']}]: {re.search(r'[^.]*edition', e['text']).group(0)!r} "
+                            "(an ordinal, or a word: edition = {Second})")
+    labels = {e["id"]: e["label"] for e in entries}
+    seen = 0
+    for page in pages_to_check():
+        q = tab.open(f"{page}.html", idle=False)  # the citations are in the HTML: no need to wait for MathJax
+        for c in q.evaluate(PROBE)["citations"]:
+            for link in c["links"]:
+                target = link["href"].rsplit("#", 1)[-1]
+                label = labels.get(target)
+                seen += 1
+                if label is None:
+                    problems.append(f"{page}: citation {c['text']!r} links #{target}, not an entry")
+                    continue
+                authors, year = label.rsplit(", ", 1)
+                if link["text"] != label and not (link["text"] == year and f"{authors} ({year})" in c["text"]):
+                    problems.append(f"{page}: citation {c['text']!r} does not read like its entry [{label}]")
+    assert seen, "no citation on any checked page links the bibliography"
+    assert not problems, "\n".join(problems)
+
+
+def test_api_reference_links_every_chapter(built_book):
+    """Each ``Book: chapters/...`` line of a docstring is a link to that chapter in the API page."""
+    import html as html_lib
+
+    api = next(f for f in _book.toc_files() if f.endswith("/api"))
+    page = (built_book / f"{api}.html").read_text()
+    mentioned = set()
+    for path in (ROOT / "optlab").rglob("*.py"):
+        mentioned |= set(re.findall(r"Book:\s*(chapters/[\w/.-]+?)\.(?:ipynb|md)", path.read_text()))
+    problems, linked = [], set()
+    for m in re.finditer(r"Book:(.*?)</p>", page, re.S):
+        hrefs = re.findall(r'href="([^"#]+)', m.group(1))
+        if not hrefs:
+            problems.append(f"a Book: line without a link: {html_lib.unescape(re.sub('<[^>]+>', '', m.group(0)))!r}")
+        for href in hrefs:
+            target = (built_book / api).parent / href
+            if not target.resolve().exists():
+                problems.append(f"Book: link to a missing page {href}")
+            linked.add(target.resolve().relative_to(built_book.resolve()).with_suffix("").as_posix())
+    shown = {m for m in mentioned if (ROOT / f"{m}.ipynb").exists() or (ROOT / f"{m}.md").exists()}
+    missing = shown - linked
+    assert not missing, f"chapters named in docstrings but not linked from the API page: {sorted(missing)}"
+    assert linked, "the API page links no chapter"
+    assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- every built page, statically
+
+def _built_pages(built_book: Path) -> list[Path]:
+    return [p for p in built_book.rglob("*.html")
+            if not {"_static", "_sources", "_modules"} & set(p.relative_to(built_book).parts)]
+
+
+def test_no_grading_markers_or_hidden_tests_on_any_page(built_book):
+    """The HTML book never shows nbgrader's markers in code (they stay in the notebooks; prose may
+    name them, as the preface does) nor any hidden test."""
+    import html as html_lib
+
+    hidden = sorted({line for nb in _book.notebooks() for line in hidden_test_lines(nb)})
+    problems = []
+    for path in _built_pages(built_book):
+        page = path.read_text()
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", page))
+        code = html_lib.unescape(re.sub(r"<[^>]+>", "", "\n".join(re.findall(r"<pre[^>]*>(.*?)</pre>", page, re.S))))
+        rel = path.relative_to(built_book)
+        problems += [f"{rel}: {m!r} in code" for m in GRADING_MARKERS if m in code]
+        problems += [f"{rel}: hidden test {line!r}" for line in hidden if line in text]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_inline_script_declared_twice(built_book):
+    """A `const`/`let` declared twice in a page's inline scripts throws: each must appear once
+    (Jupyter Book 1 wrote sphinx-thebe's `const THEBE_JS_URL` twice; the book drops sphinx_thebe)."""
+    problems = []
+    for path in _built_pages(built_book):
+        bodies = re.findall(r"<script>(.*?)</script>", path.read_text(), re.S)
+        names = [n for b in bodies for n in re.findall(r"\b(?:const|let)\s+([A-Za-z_$][\w$]*)\s*=", b)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            problems.append(f"{path.relative_to(built_book)}: {twice} declared twice")
+        if "THEBE_JS_URL" in path.read_text():
+            problems.append(f"{path.relative_to(built_book)}: sphinx-thebe's script (the book does not use thebe)")
+    assert not problems, "\n".join(problems[:10])

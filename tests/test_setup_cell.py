@@ -3,8 +3,12 @@
 * Every chapter in ``_toc.yml`` has exactly one ``setup`` cell, and it starts
   with the one block that ``tools/setup_cell.py`` renders from its template and
   ``_config.yml`` (repository URL and release tag, set once there).
-* The tool's ``--check`` fails on a chapter whose block was edited, and its
-  write mode repairs it (on copies of a fixture, never on the chapters).
+* The tool's ``--check`` fails on a chapter whose block was edited, or whose cell metadata
+  (the setup cell collapsed in the book, the solution labels, the alt-text copy) is missing,
+  and its write mode repairs it (on copies of a fixture, never on the chapters).
+* One release, one source: ``optlab.__version__`` is the version, ``_config.yml``'s
+  ``release`` (what the setup cell installs) and ``repository.branch`` (what the Colab
+  button opens) are its tag ``v<version>`` (``tools/release.py --check``).
 * The block is guarded: where ``optlab`` is importable it installs nothing;
   where it is missing it pip-installs ``OPTLAB_SOURCE`` or the release.
 * No chapter downloads anything: code cells are scanned for installs, HTTP
@@ -71,12 +75,42 @@ def test_install_source_is_built_from_config():
 
 
 def test_release_tag_is_the_package_version():
-    """Colab installs the tag ``release``: it must hold the optlab version the chapters were run with."""
+    """Colab installs the tag ``release`` and opens the notebooks of ``repository.branch``: both must be
+    the tag of the optlab version the chapters were run with, which lives in optlab/__init__.py only."""
+    import release
     import tomllib
 
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    release = yaml.safe_load((ROOT / "_config.yml").read_text())["release"]
-    assert release == f"v{version}", f"_config.yml release {release!r} is not v{version} (pyproject.toml)"
+    version = release.package_version()
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["release"] == f"v{version}", f"_config.yml release {cfg['release']!r} is not v{version}"
+    assert cfg["repository"]["branch"] == f"v{version}", "the Colab button must open the release's notebooks"
+    assert setup_cell.install_source().endswith(f"@v{version}")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"], "one source: optlab/__init__.py"
+    assert release.problems() == []
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "release.py"), "--check"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_wheel_has_the_package_version_and_the_licence(tmp_path):
+    """``python -m build --wheel``: version from optlab/__init__.py, LICENSE (MIT) shipped."""
+    import zipfile
+
+    import release
+
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("optlab-*.whl")
+    assert wheel.name.startswith(f"optlab-{release.package_version()}-")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        licence = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert licence, f"the wheel does not ship LICENSE: {[n for n in names if 'dist-info' in n]}"
+        assert "MIT License" in zf.read(licence[0]).decode()
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in meta and "License-File: LICENSE" in meta
 
 
 # --- the tool: --check fails on an edited copy, the write mode repairs it --------------------------
@@ -101,6 +135,10 @@ def test_check_fails_on_an_edited_block_and_write_repairs_it(tmp_path, capsys):
     written = _source(copy)
     assert written == setup_cell.block() + "\n" + own, "the write mode puts the block first, the chapter's code after"
     assert _tool(capsys, "--check", copy)[0] == 0
+    meta = setup_cell.setup_cell(nbformat.read(copy, as_version=4)).metadata
+    assert "hide-input" in meta["tags"], "collapsed in the HTML book"
+    assert meta["mystnb"] == setup_cell.SETUP_PROMPTS == {"code_prompt_show": "Show setup code",
+                                                          "code_prompt_hide": "Hide setup code"}
 
     nb = nbformat.read(copy, as_version=4)
     cell = setup_cell.setup_cell(nb)
@@ -116,6 +154,32 @@ def test_check_fails_on_an_edited_block_and_write_repairs_it(tmp_path, capsys):
     assert _tool(capsys, copy)[0] == 0
     assert copy.read_bytes() == before, "writing an up-to-date chapter changes nothing"
     assert len(nbformat.read(copy, as_version=4).cells) == len(nbformat.read(FIXTURE, as_version=4).cells)
+
+
+def test_metadata_of_solutions_and_figures(tmp_path, capsys):
+    """Solution cells get ``hide-cell`` and the "Show solution" prompts (a Markdown answer ``hide-cell``
+    only: the book's extension labels it "Show answer"); a figure's alt text is copied for nbconvert;
+    --check fails until the write mode has done it, and names the cell."""
+    nb = nbformat.read(FIXTURE, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+                                              metadata={"tags": ["solution"]}))
+    nb.cells.append(nbformat.v4.new_markdown_cell("Because x is 1.", metadata={"tags": ["solution"]}))
+    figure = next(c for c in nb.cells if "subplots" in c.source)
+    figure.metadata["mystnb"] = {"image": {"alt": "A random walk of 50 steps."}}
+    copy = tmp_path / "chapter.ipynb"
+    nbformat.write(nb, copy)
+    status, out = _tool(capsys, "--check", copy)
+    assert status == 1 and f"cell {len(nb.cells) - 2}: missing tag(s) ['hide-cell']" in out, out
+    assert "mystnb.image.alt" in out, out
+    assert _tool(capsys, copy)[0] == 0 and _tool(capsys, "--check", copy)[0] == 0
+    written = nbformat.read(copy, as_version=4)
+    code, answer = written.cells[-2], written.cells[-1]
+    assert code.metadata["tags"] == ["solution", "hide-cell"]
+    assert code.metadata["mystnb"] == {"code_prompt_show": "Show solution", "code_prompt_hide": "Hide solution"}
+    assert answer.metadata["tags"] == ["solution", "hide-cell"] and "mystnb" not in answer.metadata
+    fig = next(c for c in written.cells if c.get("id") == figure.get("id"))
+    assert fig.metadata["alt"] == "A random walk of 50 steps."
+    assert fig.metadata["mystnb"] == {"image": {"alt": "A random walk of 50 steps."}}
 
 
 @pytest.mark.parametrize("n_setup", [0, 2])

@@ -54,7 +54,8 @@ def test_render_flags_over_budget_and_missing():
         assert "**not measured**" in text
 
 
-TOOLS = ["execute.py", "runtime_report.py", "setup_cell.py", "assignment.py", "oldest_deps.py"]
+TOOLS = ["execute.py", "runtime_report.py", "setup_cell.py", "assignment.py", "oldest_deps.py", "cite.py",
+         "teaching_table.py", "release.py", "check_book.py"]
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -72,3 +73,33 @@ def test_split_prints_are_coalesced():
             {"output_type": "stream", "name": "stdout", "text": "c\n"}]
     merged = execute.coalesce_streams(outs)
     assert [o.get("text") for o in merged] == ["ab\n", None, "c\n"]
+
+
+def test_teaching_table_counts_points_and_hand_grading(tmp_path):
+    """Points = self-checks; graded by hand = no self-check, or an answer in prose."""
+    import teaching_table
+
+    tag = lambda *t: {"tags": list(t)}  # noqa: E731
+    nb = new_notebook(cells=[
+        new_markdown_cell("# A chapter"),
+        new_markdown_cell("**Exercise 1 (not yet).** Text before the Exercises heading is not an exercise."),
+        new_markdown_cell("## Exercises\n\n**1. A gradient.** Write it."),
+        new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", metadata=tag("solution", "hide-cell")),
+        new_code_cell("assert x == 1", metadata=tag("selfcheck")),
+        new_code_cell("assert x > 0", metadata=tag("selfcheck")),
+        new_markdown_cell("**2. Why?** Explain."),
+        new_markdown_cell("Because.", metadata=tag("solution", "hide-cell")),
+        new_markdown_cell("**Exercise 3 (research).** An open question."),
+    ])
+    path = tmp_path / "ch.ipynb"
+    nbformat.write(nb, path)
+    ch = teaching_table.read_chapter(path)
+    assert [(e.number, e.selfchecks, e.prose_answers, e.by_hand) for e in ch.exercises] == [
+        (1, 2, 0, False), (2, 0, 1, True), (3, 0, 0, True)]
+    assert ch.points == 2 and ch.title == "A chapter"
+
+
+def test_teaching_table_check_passes_on_the_book():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "teaching_table.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -16,6 +16,10 @@ The chapter's tags say what nbgrader should do with each cell:
 - ``solution`` code cells become nbgrader solution cells: in the student version the code
   between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is replaced by a stub that raises
   ``NotImplementedError``;
+- ``solution`` Markdown cells are answers in prose, the whole cell being the answer (no
+  markers, no headings): they become nbgrader "manually graded answers" worth
+  ``--manual-points`` (default 0, so the autograded score is unchanged), and the student
+  version has "YOUR ANSWER HERE" in their place;
 - ``selfcheck`` code cells become autograder test cells worth one point each; their
   ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` blocks are removed from the student
   version and put back when ``nbgrader autograde`` runs;
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import re
 import shutil
@@ -50,7 +55,9 @@ SOLUTION_TAG, SELFCHECK_TAG = "solution", "selfcheck"
 BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 CODE_STUB = '# YOUR CODE HERE\nraise NotImplementedError("replace this line with your solution")'
+TEXT_STUB = "YOUR ANSWER HERE"
 POINTS = 1  # per self-check cell
+MANUAL_POINTS = 0  # per answer in prose (a manually graded answer), unless --manual-points says otherwise
 TIMEOUT = 180  # seconds per cell when autograding; a whole chapter runs in about a minute
 COURSE_ID = "optml"
 DEFAULT_COURSE = ROOT / "assignments"
@@ -67,8 +74,10 @@ _here = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.root = _here
 c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_here, "gradebook.db")
-# What replaces the code between ### BEGIN SOLUTION and ### END SOLUTION in the student version.
+# What replaces the code between ### BEGIN SOLUTION and ### END SOLUTION in the student version,
+# and what replaces an answer in prose (a Markdown solution cell).
 c.ClearSolutions.code_stub = {{"python": {stub!r}}}
+c.ClearSolutions.text_stub = {text_stub!r}
 # Autograding runs the whole chapter; nbgrader's default (30 s per cell) is too tight.
 c.Execute.timeout = {timeout}
 # One thread for numpy/torch in the kernels nbgrader starts (they inherit this environment):
@@ -76,8 +85,52 @@ c.Execute.timeout = {timeout}
 for _var in {thread_vars!r}:
     os.environ[_var] = "1"
 
+# Feedback pages typeset math offline, with the MathJax 3 copy of this environment (the one the book
+# uses, from sphinx-mathjax-offline) instead of nbgrader's default CDN: nbgrader's feedback template
+# calls the `mathjax()` macro without the configured URL, so templates/feedback/mathjax.html.j2
+# (written next to this file) replaces that macro.
+_mathjax = {mathjax!r}
+if _mathjax and os.path.exists(_mathjax):
+    import nbgrader as _nbgrader
+
+    _url = "file://" + _mathjax
+    c.HTMLExporter.mathjax_url = _url
+    c.HTMLExporter.extra_template_basedirs = [
+        os.path.join(_here, "templates"),
+        os.path.join(os.path.dirname(_nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+    ]
+
 load_subconfig("nbgrader_config_local.py", path=_here)
 '''
+
+
+# The MathJax macro of the feedback pages (nbconvert's `mathjax()` macro, for MathJax 3, offline).
+MATHJAX_MACRO = """\
+{%- macro mathjax(url=@URL@) -%}
+    <!-- MathJax 3, from the book's environment (written by tools/assignment.py): no network -->
+    <script>
+    window.MathJax = {
+        tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']],
+              processEscapes: true, processEnvironments: true, tags: 'ams'},
+        options: {ignoreHtmlClass: 'tex2jax_ignore'}
+    };
+    </script>
+    <script defer src="{{ url }}"></script>
+{%- endmacro %}
+"""
+FEEDBACK_CONF = '{"base_template": "classic", "mimetypes": {"text/html": true}}\n'
+
+
+def local_mathjax() -> str | None:
+    """The MathJax 3 file (SVG output: no web fonts) of this environment, or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "static" / "mathjax" / "tex-svg.js"
+        if path.exists():
+            return str(path.resolve())
+    return None
 
 
 class AssignmentError(ValueError):
@@ -114,10 +167,11 @@ def _regions(source: str, begin: str, end: str) -> tuple[int, str | None]:
 def check_chapter(nb, source: str = "notebook") -> None:
     """Raise :class:`AssignmentError` listing every cell nbgrader would reject or mishandle.
 
-    A chapter needs at least one ``solution`` cell and one ``selfcheck`` cell; a solution
-    cell is a code cell with ``### BEGIN SOLUTION`` ... ``### END SOLUTION``; hidden tests
-    sit only in self-check cells; the markers appear nowhere else, not even in prose
-    (nbgrader would treat the text as a solution region and refuse the notebook).
+    A chapter needs at least one ``solution`` cell and one ``selfcheck`` cell; a code solution
+    cell has ``### BEGIN SOLUTION`` ... ``### END SOLUTION``; a Markdown solution cell (an answer
+    in prose) is the answer as a whole: no markers, no headings; self-checks are code cells;
+    hidden tests sit only in self-check cells; the markers appear nowhere else, not even in
+    prose (nbgrader would treat the text as a solution region and refuse the notebook).
     """
     problems = []
     n_solutions = n_checks = 0
@@ -128,10 +182,20 @@ def check_chapter(nb, source: str = "notebook") -> None:
         n_checks += is_check
         if is_solution and is_check:
             problems.append(f"{where}: tagged both '{SOLUTION_TAG}' and '{SELFCHECK_TAG}'; split it in two")
-        if (is_solution or is_check) and cell.cell_type != "code":
-            problems.append(f"{where}: only code cells can be tagged '{SOLUTION_TAG}' or '{SELFCHECK_TAG}'")
+        if is_check and cell.cell_type != "code":
+            problems.append(f"{where}: only code cells can be tagged '{SELFCHECK_TAG}'")
+        if cell.cell_type not in ("code", "markdown") and is_solution:
+            problems.append(f"{where}: only code and Markdown cells can be tagged '{SOLUTION_TAG}'")
         solutions, bad = _regions(cell.source, BEGIN_SOLUTION, END_SOLUTION)
-        if bad:
+        answer = is_solution and cell.cell_type == "markdown"
+        if answer:
+            if solutions or bad or BEGIN_SOLUTION in cell.source or END_SOLUTION in cell.source:
+                problems.append(f"{where}: an answer in prose is the whole cell: remove the solution markers")
+            elif not cell.source.strip():
+                problems.append(f"{where}: an empty answer in prose")
+            elif re.search(r"(?m)^#{1,6}\s", cell.source):
+                problems.append(f"{where}: no headings in an answer in prose (the book shows it collapsed)")
+        elif bad:
             problems.append(f"{where}: {bad}")
         elif is_solution and not solutions:
             problems.append(f"{where}: a '{SOLUTION_TAG}' cell without '### {BEGIN_SOLUTION}' and "
@@ -152,20 +216,30 @@ def check_chapter(nb, source: str = "notebook") -> None:
         raise AssignmentError(f"{source} cannot become an assignment:\n  " + "\n  ".join(problems))
 
 
-def make_instructor(nb, source: str = "notebook"):
+def make_instructor(nb, source: str = "notebook", manual_points: float = MANUAL_POINTS):
     """The instructor version of a chapter: a copy with nbgrader's cell metadata added.
 
-    ``solution`` cells become solution cells (``solution-1``, ``solution-2``, ...),
-    ``selfcheck`` cells autograder tests worth ``POINTS`` each (``selfcheck-1``, ...),
-    every other code cell a read-only cell (``readonly-1``, ...); markdown cells carry no
-    nbgrader metadata.  The ids count cells of each kind in order, so the same chapter always
-    gives the same ids.  Outputs are kept.  ``source`` names the notebook in error messages.
+    ``solution`` code cells become solution cells (``solution-1``, ``solution-2``, ...),
+    ``solution`` Markdown cells manually graded answers worth ``manual_points`` each
+    (``answer-1``, ...), ``selfcheck`` cells autograder tests worth ``POINTS`` each
+    (``selfcheck-1``, ...), every other code cell a read-only cell (``readonly-1``, ...); other
+    Markdown cells carry no nbgrader metadata.  The ids count cells of each kind in order, so
+    the same chapter always gives the same ids.  Outputs are kept.  ``source`` names the
+    notebook in error messages.
     """
     check_chapter(nb, source)
+    if not manual_points >= 0:
+        raise AssignmentError(f"manual_points must be >= 0, got {manual_points!r}")
     nb = copy.deepcopy(nb)
-    counts = {"solution": 0, "selfcheck": 0, "readonly": 0}
+    counts = {"solution": 0, "selfcheck": 0, "readonly": 0, "answer": 0}
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
+        if cell.cell_type == "markdown" and SOLUTION_TAG in _tags(cell):
+            counts["answer"] += 1
+            cell.metadata["nbgrader"] = {"grade": True, "solution": True, "locked": False,
+                                         "points": manual_points, "grade_id": f"answer-{counts['answer']}",
+                                         "schema_version": 3}
+            continue
         if cell.cell_type != "code":
             continue
         tags = _tags(cell)
@@ -184,10 +258,18 @@ def make_instructor(nb, source: str = "notebook"):
 # --------------------------------------------------------------------------- running nbgrader
 
 def write_config(course_dir: Path, course_id: str = COURSE_ID, timeout: int = TIMEOUT) -> Path:
-    """Write ``DIR/nbgrader_config.py`` (see ``CONFIG``) and return its path."""
-    path = Path(course_dir) / "nbgrader_config.py"
-    path.write_text(CONFIG.format(course_id=course_id, stub=CODE_STUB, timeout=int(timeout),
-                                  thread_vars=THREAD_VARS))
+    """Write ``DIR/nbgrader_config.py`` (see ``CONFIG``) and the feedback pages' offline MathJax
+    macro ``DIR/templates/feedback/``; return the config's path."""
+    course_dir = Path(course_dir)
+    mathjax = local_mathjax()
+    if mathjax:
+        templates = course_dir / "templates" / "feedback"
+        templates.mkdir(parents=True, exist_ok=True)
+        (templates / "mathjax.html.j2").write_text(MATHJAX_MACRO.replace("@URL@", json.dumps("file://" + mathjax)))
+        (templates / "conf.json").write_text(FEEDBACK_CONF)
+    path = course_dir / "nbgrader_config.py"
+    path.write_text(CONFIG.format(course_id=course_id, stub=CODE_STUB, text_stub=TEXT_STUB, timeout=int(timeout),
+                                  thread_vars=THREAD_VARS, mathjax=mathjax))
     return path
 
 
@@ -207,7 +289,7 @@ def run_nbgrader(args: list[str], course_dir: Path) -> subprocess.CompletedProce
 
 
 def build_course(chapters, course_dir, name: str | None = None, *, course_id: str = COURSE_ID,
-                 timeout: int = TIMEOUT) -> list[tuple[Path, Path]]:
+                 timeout: int = TIMEOUT, manual_points: float = MANUAL_POINTS) -> list[tuple[Path, Path]]:
     """Make the assignment ``name`` of ``chapters`` in the nbgrader course ``course_dir``.
 
     Writes the config and the instructor notebooks ``source/NAME/<slug>.ipynb``, then runs
@@ -230,8 +312,8 @@ def build_course(chapters, course_dir, name: str | None = None, *, course_id: st
     # Check every chapter before writing anything.
     instructors = []
     for path in chapters:
-        label = path.relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) else str(path)
-        instructors.append(make_instructor(nbformat.read(path, as_version=4), label))
+        label = path.resolve().relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) else str(path)
+        instructors.append(make_instructor(nbformat.read(path, as_version=4), label, manual_points))
 
     course_dir = Path(course_dir).resolve()
     source = course_dir / "source" / name
@@ -280,10 +362,12 @@ def main(argv=None) -> int:
     ap.add_argument("--course-id", default=COURSE_ID, help="nbgrader course id (default: %(default)s)")
     ap.add_argument("--timeout", type=int, default=TIMEOUT,
                     help="seconds per cell when autograding (default: %(default)s)")
+    ap.add_argument("--manual-points", type=float, default=MANUAL_POINTS,
+                    help="points of each answer in prose, graded by hand (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
         pairs = build_course(resolve(args.chapters), args.course, args.name,
-                             course_id=args.course_id, timeout=args.timeout)
+                             course_id=args.course_id, timeout=args.timeout, manual_points=args.manual_points)
     except (AssignmentError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

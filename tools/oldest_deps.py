@@ -17,9 +17,9 @@ those bounds.  It
    chapters executed top to bottom (errors only, outputs are not compared).
 
 Packages named with ``--pinned`` (default: torch) are installed at their
-``requirements.txt`` pin instead of their bound: the only torch wheel available
-offline here is the pinned 2.13.0, and PyPI's older torch wheels are multi-GB CUDA
-builds.  The summary says plainly which bounds were proven and which were not.
+``requirements.txt`` pin instead of their bound: on Linux, PyPI's torch wheels are
+multi-GB CUDA builds, and the pinned 2.13.0 (installed CPU-only, see README.md) is the
+one the book's environment already has.  The summary says plainly which bounds were proven and which were not.
 
     python tools/oldest_deps.py                       # the whole job
     python tools/oldest_deps.py --chapters all        # every chapter, not only the first three
@@ -65,7 +65,7 @@ TOOL_LIMITS = (
 #: Tests of the book's own tooling (notebook anatomy, assignments, the HTML book, the setup cell, the install
 #: paths): they need the pinned book toolchain, not optlab's dependencies, so this job leaves them out.
 BOOK_TESTS = ("test_chapters.py", "test_tools.py", "test_assignments.py", "test_browser.py",
-              "test_setup_cell.py", "test_colab.py", "test_oldest_deps.py")
+              "test_setup_cell.py", "test_colab.py", "test_oldest_deps.py", "test_book_ext.py", "test_repository.py")
 #: Markers of tests that are not unit tests of optlab.
 NOT_UNIT = "not browser and not colab and not oldest"
 STAMP = "optlab-oldest.json"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write the one setup-cell template into every chapter, or check that each chapter has it.
+"""Write the one setup-cell template and the book's cell metadata into every chapter, or check them.
 
 Every chapter's setup cell (the code cell tagged ``setup``) starts with the same
 block: in Colab, or any Python without ``optlab``, it installs the package from
@@ -7,8 +7,20 @@ the repository and release tag set once in ``_config.yml``; where ``optlab`` is
 installed it does nothing but apply the book's plotting style.  The chapter's own
 imports and seeds follow the block.
 
-    python tools/setup_cell.py            # write the block into every chapter in _toc.yml
-    python tools/setup_cell.py --check    # exit 1 if a chapter's block differs from the template
+The tool also writes the cell metadata that the HTML book needs and that Colab and
+Jupyter ignore (``CONVENTIONS``):
+
+- the setup cell: tag ``hide-input`` and the MyST-NB prompts "Show setup code" /
+  "Hide setup code" (the book shows it collapsed);
+- every cell tagged ``solution`` (code, or Markdown for an answer in prose): tag
+  ``hide-cell``; a code solution also gets the prompts "Show solution" / "Hide solution"
+  (a Markdown answer is labelled "Show answer" by the book's extension);
+- every code cell with ``mystnb.image.alt`` (a figure's alt text, written by the author):
+  the same text as the cell's top-level ``alt``, which nbconvert (nbgrader's feedback
+  pages) reads.
+
+    python tools/setup_cell.py            # write the block and the metadata into every chapter in _toc.yml
+    python tools/setup_cell.py --check    # exit 1 if a chapter's block or metadata differs
     python tools/setup_cell.py PATH ...   # only these notebooks
 
 The install source can be overridden with the environment variable OPTLAB_SOURCE
@@ -55,6 +67,66 @@ def block(cfg=None) -> str:
     return TEMPLATE.format(begin=BEGIN, end=END, source=source)
 
 
+SETUP_PROMPTS = {"code_prompt_show": "Show setup code", "code_prompt_hide": "Hide setup code"}
+SOLUTION_PROMPTS = {"code_prompt_show": "Show solution", "code_prompt_hide": "Hide solution"}
+
+
+def _tags(cell) -> list:
+    return list(cell.metadata.get("tags", []))
+
+
+def _wanted(cell):
+    """(tags to add, mystnb keys to set, top-level keys to set) for one cell, by its tags."""
+    tags, mystnb, top = [], {}, {}
+    have = _tags(cell)
+    if cell.cell_type == "code" and "setup" in have:
+        tags, mystnb = ["hide-input"], dict(SETUP_PROMPTS)
+    elif "solution" in have:
+        tags = ["hide-cell"]
+        if cell.cell_type == "code":
+            mystnb = dict(SOLUTION_PROMPTS)
+    alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt") if cell.cell_type == "code" else None
+    if isinstance(alt, str) and alt.strip():
+        top["alt"] = alt
+    return tags, mystnb, top
+
+
+def metadata_problems(nb) -> list[str]:
+    """What differs from the book's cell-metadata conventions (empty: nothing)."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        tags, mystnb, top = _wanted(cell)
+        missing = [t for t in tags if t not in _tags(cell)]
+        if missing:
+            problems.append(f"cell {index}: missing tag(s) {missing}")
+        have = cell.metadata.get("mystnb", {})
+        wrong = {k: v for k, v in mystnb.items() if have.get(k) != v}
+        if wrong:
+            problems.append(f"cell {index}: mystnb metadata should have {wrong}")
+        wrong = {k: v for k, v in top.items() if cell.metadata.get(k) != v}
+        if wrong:
+            problems.append(f"cell {index}: metadata should have {wrong} (a copy of mystnb.image.alt)")
+    return problems
+
+
+def apply_metadata(nb) -> bool:
+    """Write the book's cell-metadata conventions into ``nb``; return True if anything changed."""
+    changed = False
+    for cell in nb.cells:
+        tags, mystnb, top = _wanted(cell)
+        missing = [t for t in tags if t not in _tags(cell)]
+        if missing:
+            cell.metadata["tags"] = _tags(cell) + missing
+            changed = True
+        if any(cell.metadata.get("mystnb", {}).get(k) != v for k, v in mystnb.items()):
+            cell.metadata.setdefault("mystnb", {}).update(mystnb)
+            changed = True
+        if any(cell.metadata.get(k) != v for k, v in top.items()):
+            cell.metadata.update(top)
+            changed = True
+    return changed
+
+
 def setup_cell(nb):
     """The code cell tagged ``setup`` (exactly one), or raise."""
     cells = [c for c in nb.cells if c.cell_type == "code" and "setup" in c.metadata.get("tags", [])]
@@ -94,15 +166,21 @@ def main(argv=None) -> int:
             print(f"{path}: {exc}")
             bad += 1
             continue
-        if current_block(cell.source) == blk:
+        block_ok, problems = current_block(cell.source) == blk, metadata_problems(nb)
+        if block_ok and not problems:
             continue
         if args.check:
-            print(f"{path}: setup block differs from the template (run tools/setup_cell.py)")
+            if not block_ok:
+                print(f"{path}: setup block differs from the template (run tools/setup_cell.py)")
+            for problem in problems:
+                print(f"{path}: {problem} (run tools/setup_cell.py)")
             bad += 1
         else:
-            cell.source = with_block(cell.source, blk)
+            if not block_ok:
+                cell.source = with_block(cell.source, blk)
+            apply_metadata(nb)
             nbformat.write(nb, path)
-            print(f"wrote setup block into {path}")
+            print(f"wrote setup block and cell metadata into {path}")
     return 1 if bad else 0
 
 
