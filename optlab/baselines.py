@@ -108,7 +108,7 @@ def gradient_descent(f, grad, x0, *, lr, n_iters: int = 100, tol=None, project=N
     n_iters, tol = _common(f, grad, n_iters, tol, project)
     schedule, _ = as_schedule(lr), as_rng(rng)
     tr = Trace("gd", {"lr": lr, "n_iters": n_iters, "tol": tol}, callback, keep_x)
-    converged, eta = False, np.nan                 # eta: the step that reached x_t (none reached x_0)
+    converged, eta = False, np.nan     # eta: the step that reached x_t (none for x_0)
     for t in range(n_iters + 1):
         g = check_oracle(grad, "grad", x)
         gnorm = float(np.linalg.norm(g))

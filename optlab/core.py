@@ -492,9 +492,19 @@ class Result:
 
     def __repr__(self) -> str:
         evals = ", ".join(f"{k}={v}" for k, v in self.n_evals.items())
-        extras = f", extras=[{', '.join(self.extras)}]" if self.extras else ""
-        return (f"Result(method={self.method!r}, f={_short(self.f)}, n_iters={self.n_iters}, "
-                f"n_evals={{{evals}}}, converged={self.converged}, message={self.message!r}{extras})")
+        fields = [f"method={self.method!r}", f"f={_short(self.f)}", f"n_iters={self.n_iters}",
+                  f"n_evals={{{evals}}}", f"converged={self.converged}", f"message={self.message!r}"]
+        if self.extras:
+            fields.append(f"extras=[{', '.join(self.extras)}]")
+        # wrapped at 88 characters, the width of the book's page
+        lines, line = [], "Result("
+        for i, item in enumerate(fields):
+            item += "," if i < len(fields) - 1 else ")"
+            if len(line) + len(item) + 1 > 88 and line.strip() != "Result(":
+                lines.append(line.rstrip())
+                line = "       "
+            line += item + " "
+        return "\n".join(lines + [line.rstrip()])
 
 
 def _copy(x):

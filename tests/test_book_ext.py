@@ -27,9 +27,9 @@ BIBFILE = ROOT / "references.bib"
 # --------------------------------------------------------------------------- citations
 
 @pytest.mark.parametrize("text, role", [
-    ("[Liu and Zhou (2024)](#cite-liu2024revisiting)", "{cite:t}`liu2024revisiting`"),
-    ("[Liu and Zhou, 2024](#cite-liu2024revisiting)", "{cite:alp}`liu2024revisiting`"),
-    ("[Harvey et al.\n(2019)](#cite-harvey2019tight)", "{cite:t}`harvey2019tight`"),
+    ("[Liu and Zhou (2024)]({cite}liu2024revisiting)", "{cite:t}`liu2024revisiting`"),
+    ("[Liu and Zhou, 2024]({cite}liu2024revisiting)", "{cite:alp}`liu2024revisiting`"),
+    ("[Harvey et al.\n(2019)]({cite}harvey2019tight)", "{cite:t}`harvey2019tight`"),
 ])
 def test_a_citation_link_becomes_a_citation(text, role):
     assert cells.cite_links_to_roles(f"as shown by {text}.") == f"as shown by {role}."
@@ -45,7 +45,7 @@ def test_raw_myst_is_found():
     assert cells.raw_myst("```{admonition} Note\ntext\n```")
     assert cells.raw_myst(":::{note}\ntext\n:::")
     assert cells.raw_myst("(my-label)=\n# Title")
-    clean = ("A link [Liu and Zhou (2024)](#cite-liu2024revisiting), math $x_{t}$ and $\\mathbb{R}^d$, "
+    clean = ("A link [Liu and Zhou (2024)]({cite}liu2024revisiting), math $x_{t}$ and $\\mathbb{R}^d$, "
              "code `x_{t}` and `{'a': 1}`, a fence:\n```python\nx = {1}\n```")
     assert cells.raw_myst(clean) == []
 
@@ -57,11 +57,11 @@ def test_converter_writes_links_that_match_the_bibliography():
           "Thm. 2.1.15).** See [{cite}`nocedal2006numerical`, Ch. 3].")
     out = cite.convert(md)
     assert out == (
-        "[Liu and Zhou (2024)](#cite-liu2024revisiting) prove it; earlier bounds "
-        "([Shamir and Zhang, 2013](#cite-shamir2013stochastic); [Harvey et al., 2019](#cite-harvey2019tight)) "
-        "did not.\n[Harvey et al. (2019)](#cite-harvey2019tight) showed more. **Theorem (GD, "
-        "[Nesterov, 2018](#cite-nesterov2018lectures), Thm. 2.1.15).** See "
-        "([Nocedal and Wright, 2006](#cite-nocedal2006numerical), Ch. 3).")
+        "[Liu and Zhou (2024)]({cite}liu2024revisiting) prove it; earlier bounds "
+        "([Shamir and Zhang, 2013]({cite}shamir2013stochastic); [Harvey et al., 2019]({cite}harvey2019tight)) "
+        "did not.\n[Harvey et al. (2019)]({cite}harvey2019tight) showed more. **Theorem (GD, "
+        "[Nesterov, 2018]({cite}nesterov2018lectures), Thm. 2.1.15).** See "
+        "([Nocedal and Wright, 2006]({cite}nocedal2006numerical), Ch. 3).")
     assert cells.raw_myst(out) == []
     for text, key in cells.cite_links(out):
         assert bib.normalize(text) in (bib.textual(key, BIBFILE), bib.parenthetical(key, BIBFILE))
@@ -81,7 +81,7 @@ def test_converter_command_line(tmp_path, capsys):
     assert "cell 0" in capsys.readouterr().out
     assert cite.main([str(path)]) == 1, "the directive of cell 1 is reported, not rewritten"
     written = nbformat.read(path, as_version=4)
-    assert written.cells[0].source == "# T\n\nAs in ([Liu and Zhou, 2024](#cite-liu2024revisiting))."
+    assert written.cells[0].source == "# T\n\nAs in ([Liu and Zhou, 2024]({cite}liu2024revisiting))."
 
 
 # --------------------------------------------------------------------------- grading markers and answers
@@ -102,7 +102,7 @@ def _nb(*cell_list):
 
 
 def test_transform_notebook():
-    nb = _nb(nbformat.v4.new_markdown_cell("As [Liu and Zhou (2024)](#cite-liu2024revisiting) show."),
+    nb = _nb(nbformat.v4.new_markdown_cell("As [Liu and Zhou (2024)]({cite}liu2024revisiting) show."),
              nbformat.v4.new_code_cell(SOLUTION, metadata={"tags": ["solution", "hide-cell"]}),
              nbformat.v4.new_code_cell(SELFCHECK, metadata={"tags": ["selfcheck"]}),
              nbformat.v4.new_markdown_cell("Because $f$ doubles.\n\n:::\nodd\n:::", metadata={"tags": ["solution"]}),
@@ -118,7 +118,7 @@ def test_transform_notebook():
 
 
 def test_markdown_pages_get_citations_only():
-    md = "See [Nesterov (2018)](#cite-nesterov2018lectures).\n\n```python\n### BEGIN SOLUTION\n```"
+    md = "See [Nesterov (2018)]({cite}nesterov2018lectures).\n\n```python\n### BEGIN SOLUTION\n```"
     assert cells.transform_markdown(md) == "See {cite:t}`nesterov2018lectures`.\n\n```python\n### BEGIN SOLUTION\n```"
 
 

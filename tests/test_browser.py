@@ -26,7 +26,7 @@ grows with the book.  On each page:
   400 px wide phone screen (font-size proxy: the style's smallest font in PNG pixels,
   from the PNG's DPI, times rendered width / natural width);
 - printed output fits the desktop column (no horizontal scroll bar in an output);
-- citations are links to the bibliography (no ``#cite-`` link left), with the words of
+- citations are links to the bibliography (no ``{cite}`` link left), with the words of
   the bibliography's author-year labels;
 - one search box (the sidebar's) on the desktop; an issue button for the page; the
   footer states the licence of text and figures; no JavaScript error at all;
@@ -448,7 +448,7 @@ PROBE = """() => {
     overflowingOutputs: [...article.querySelectorAll('.cell_output pre')].filter(visible)
         .filter(p => p.scrollWidth > p.clientWidth + 1)
         .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '').slice(0, 100)),
-    citeLinksLeft: [...article.querySelectorAll('a[href*="#cite-"]')].map(a => a.getAttribute('href')),
+    citeLinksLeft: [...article.querySelectorAll('a[href*="{cite}"], a[href*="%7Bcite%7D"]')].map(a => a.getAttribute('href')),
     citations: [...article.querySelectorAll('.bibtex-citation')].map(span => ({
       text: span.textContent.replace(/\\s+/g, ' ').trim(),
       links: [...span.querySelectorAll('a')].map(a => ({href: a.getAttribute('href'),
@@ -768,7 +768,7 @@ def _citation_problems(info, page: str) -> list[str]:
     if info["citeLinksLeft"]:
         problems.append(f"citation links not turned into citations: {info['citeLinksLeft'][:3]}")
     src = source_of(page)
-    cites = src is not None and re.search(r"\]\(#cite-|\{cite", src.read_text())
+    cites = src is not None and re.search(r"\{cite", src.read_text())
     if cites and not info["citations"]:
         problems.append("the source cites papers but the page has no citation linked to the bibliography")
     for c in info["citations"]:

@@ -67,7 +67,7 @@ def test_starts_with_title_and_cites_its_paper(nb):
     assert md and md[0].source.lstrip().startswith("# "), "the first markdown cell must start with '# Title'"
     links = [link for c in md for link in cells.cite_links(c.source)]
     assert links, ("the chapter must cite its paper with a citation link, "
-                   "[Liu and Zhou (2024)](#cite-liu2024revisiting) (tools/cite.py converts {cite} roles)")
+                   "[Liu and Zhou (2024)]({cite}liu2024revisiting) (tools/cite.py converts {cite} roles)")
     summary = "\n".join(c.source for c in md[:1])
     assert cells.cite_links(summary), "the title cell's summary cites the chapter's paper (a citation link)"
 
@@ -76,23 +76,23 @@ def test_markdown_reads_cleanly_in_colab(nb):
     """No MyST role or directive in a chapter's Markdown: Colab and Jupyter would show it raw."""
     found = [f"cell {i}: {what}" for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
              for what in cells.raw_myst(c.source)]
-    assert not found, ("MyST syntax that Colab shows raw (cite with [Authors (Year)](#cite-key) links, "
+    assert not found, ("MyST syntax that Colab shows raw (cite with [Authors (Year)]({cite}key) links, "
                        "python tools/cite.py converts {cite} roles; write other directives as plain Markdown):\n"
                        + "\n".join(found))
 
 
 def test_citation_links_match_the_bibliography(nb):
-    """Each ``[text](#cite-key)``: key in references.bib, text as the book prints it."""
+    """Each ``[text]({cite}key)``: key in references.bib, text as the book prints it."""
     keys = bib.entries(BIBFILE)
     problems = []
     for c in _md(nb):
         for text, key in cells.cite_links(c.source):
             if key not in keys:
-                problems.append(f"#cite-{key}: no such key in references.bib")
+                problems.append(f"{{cite}}{key}: no such key in references.bib")
                 continue
             forms = (bib.textual(key, BIBFILE), bib.parenthetical(key, BIBFILE))
             if bib.normalize(text) not in forms:
-                problems.append(f"[{text}](#cite-{key}): write [{forms[0]}] in running text or "
+                problems.append(f"[{text}]({{cite}}{key}): write [{forms[0]}] in running text or "
                                 f"[{forms[1]}] inside brackets")
     assert not problems, "\n".join(problems)
 

@@ -40,7 +40,7 @@ def test_readme_points_to_the_contributor_guide():
     for topic in ("Layout", "`optlab` conventions", "Chapter anatomy", "Notebook hygiene", "Adding a chapter",
                   "Cell conventions", "Citations", "Figures", "Releasing"):
         assert topic in guide, f"CONTRIBUTING.md has no section on {topic!r}"
-    for fact in ('"mystnb": {"image": {"alt":', "(#cite-", "hide-input", "hide-cell", "Show solution",
+    for fact in ('"mystnb": {"image": {"alt":', "({cite}", "hide-input", "hide-cell", "Show solution",
                  "FIGURE_WIDTH", "88 characters", "git tag v"):
         assert fact in guide, f"CONTRIBUTING.md does not state the convention {fact!r}"
 

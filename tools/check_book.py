@@ -36,7 +36,7 @@ CHAPTERS = {
 TOP = ["README.md", "CONTRIBUTING.md", "LICENSE", "Makefile", "_config.yml", "_toc.yml", "references.bib",
        "requirements.txt", "pyproject.toml", "chapters", "optlab", "tests", "tools", "_ext", ".ci/run"]
 ADDRESS = re.compile(r"at 0x[0-9a-fA-F]{6,}")
-CITE_LINK = re.compile(r"\]\(#cite-[A-Za-z0-9_:.\-]+\)")
+CITE_LINK = re.compile(r"\]\(\{cite\}[A-Za-z0-9_:.\-]+\)")
 MYST_ROLE = re.compile(r"(?<![\w\\^_$])\{[a-zA-Z][\w:+-]*\}`")
 MYST_DIRECTIVE = re.compile(r"(?m)^\s*(:::|`{3,}\s*\{)")
 MAX_LINE = 88
@@ -82,7 +82,7 @@ def check_notebook(path, short):
     if not re.search(r"(?m)^#+ .*Exercises", md):
         short.append(f"{rel}: no 'Exercises' heading")
     if not CITE_LINK.search(md):
-        short.append(f"{rel}: cites nothing (cite with a link: [Liu and Zhou (2024)](#cite-liu2024revisiting))")
+        short.append(f"{rel}: cites nothing (cite with a link: [Liu and Zhou (2024)]({cite}liu2024revisiting))")
     if MYST_ROLE.search(md) or MYST_DIRECTIVE.search(md):
         short.append(f"{rel}: MyST roles or directives in Markdown cells (Colab shows them raw; "
                      "python tools/cite.py converts {cite} roles)")

@@ -5,12 +5,12 @@
     python tools/cite.py --check                                    # every chapter; exit 1 if a role is left
     python tools/cite.py --dry-run CHAPTER.ipynb                    # print the rewritten cells, write nothing
 
-A chapter cites with an ordinary Markdown link to ``#cite-KEY`` (``KEY`` in
+A chapter cites with an ordinary Markdown link to ``{cite}KEY`` (``KEY`` in
 ``references.bib``), whose text is the citation as the book prints it:
 
-- in running text, ``[Liu and Zhou (2024)](#cite-liu2024revisiting)``;
-- in brackets, ``([Liu and Zhou, 2024](#cite-liu2024revisiting))``, several keys as
-  ``([Shamir and Zhang, 2013](#cite-shamir2013stochastic); [Harvey et al., 2019](#cite-harvey2019tight))``.
+- in running text, ``[Liu and Zhou (2024)]({cite}liu2024revisiting)``;
+- in brackets, ``([Liu and Zhou, 2024]({cite}liu2024revisiting))``, several keys as
+  ``([Shamir and Zhang, 2013]({cite}shamir2013stochastic); [Harvey et al., 2019]({cite}harvey2019tight))``.
 
 Colab and Jupyter show the link text; the book's extension (``_ext/optlab_book``) turns each
 link into a citation linked to the bibliography.  This tool converts ``{cite}`key```
@@ -41,7 +41,7 @@ ROLE = re.compile(r"\{cite(?::(?P<kind>[a-z]+))?\}`(?P<keys>[^`]+)`")
 
 def _link(key: str, textual: bool) -> str:
     text = bib.textual(key, BIBFILE) if textual else bib.parenthetical(key, BIBFILE)
-    return f"[{text}](#cite-{key})"
+    return f"[{text}]({{cite}}{key})"
 
 
 def _authors_pattern(key: str) -> re.Pattern:
@@ -73,12 +73,12 @@ def convert(markdown: str) -> str:
         after = markdown[m.end():]
         if len(keys) == 1 and m["kind"] != "p":
             names = _authors_pattern(keys[0]).search(before)
-            if names:  # "Liu and Zhou {cite}`k`" -> "[Liu and Zhou (2024)](#cite-k)"
+            if names:  # "Liu and Zhou {cite}`k`" -> "[Liu and Zhou (2024)]({cite}k)"
                 out.append(before[:names.start()] + _link(keys[0], textual=True))
                 pos = m.end()
                 continue
         links = "; ".join(_link(k, textual=False) for k in keys)
-        # "[{cite}`k`, Thm. 2]" -> "([Nesterov, 2018](#cite-k), Thm. 2)"
+        # "[{cite}`k`, Thm. 2]" -> "([Nesterov, 2018]({cite}k), Thm. 2)"
         if before.endswith("[") and re.match(r"[^\[\]]*\]", after) and not re.match(r"[^\[\]]*\]\(", after):
             close = after.index("]")
             out.append(before[:-1] + "(" + links + after[:close] + ")")

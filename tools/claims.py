@@ -160,7 +160,7 @@ def ledger() -> str:
         sizes = ", ".join(f"`{k} = {val}`" for k, val in v["sizes"].items()) or "none"
         rejects = "\n".join(f"- {r}" for r in v["rejects"]) or "- (none recorded)"
         note = f"\n**Note.** {v['note']}\n" if v["note"] else ""
-        details.append(f"""### {v['paper']}: {title}
+        details.append(f"""## {v['paper']}: {title}
 
 **Claim, as checked.** {v['statement']}
 

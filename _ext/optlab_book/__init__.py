@@ -3,7 +3,7 @@
 Chapter notebooks are written to read well in Colab and Jupyter; at build time this
 extension gives the HTML book what a plain notebook cannot carry (see ``cells.py``):
 
-- citations written as Markdown links ``[Liu and Zhou (2024)](#cite-liu2024revisiting)``
+- citations written as Markdown links ``[Liu and Zhou (2024)]({cite}liu2024revisiting)``
   become real citations linked to the bibliography;
 - nbgrader's solution markers and hidden tests are left out of the rendered code;
 - Markdown cells tagged ``solution`` (answers in prose) are shown collapsed under

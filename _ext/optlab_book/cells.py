@@ -3,9 +3,9 @@
 A chapter notebook is written to read well in Colab and Jupyter as well as in the book.
 These rewrites give the book what a plain notebook cannot carry:
 
-- **Citations.** A Markdown link to ``#cite-KEY`` is a citation of ``KEY`` in
-  ``references.bib``: ``[Liu and Zhou (2024)](#cite-liu2024revisiting)`` (in running text)
-  becomes ``{cite:t}`liu2024revisiting``` and ``[Liu and Zhou, 2024](#cite-liu2024revisiting)``
+- **Citations.** A Markdown link to ``{cite}KEY`` is a citation of ``KEY`` in
+  ``references.bib``: ``[Liu and Zhou (2024)]({cite}liu2024revisiting)`` (in running text)
+  becomes ``{cite:t}`liu2024revisiting``` and ``[Liu and Zhou, 2024]({cite}liu2024revisiting)``
   (inside brackets written by the author) becomes ``{cite:alp}`liu2024revisiting```, so the
   book links it to the bibliography with the same words.
 - **Grading markers.** In code cells, the lines carrying nbgrader's ``BEGIN SOLUTION`` /
@@ -29,8 +29,8 @@ BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 
-#: ``[text](#cite-key)``: a citation written as a Markdown link.
-CITE_LINK = re.compile(r"\[(?P<text>[^\[\]]+)\]\(#cite-(?P<key>[A-Za-z0-9_:.\-]+)\)")
+#: ``[text]({cite}key)``: a citation written as a Markdown link.
+CITE_LINK = re.compile(r"\[(?P<text>[^\[\]]+)\]\(\{cite\}(?P<key>[A-Za-z0-9_:.\-]+)\)")
 #: Link text of a citation in running text: ``Liu and Zhou (2024)``.
 TEXTUAL = re.compile(r"^(?P<authors>.+?)\s*\((?P<year>\d{4}[a-z]?|n\.d\.)\)$", re.S)
 
@@ -50,7 +50,7 @@ def cite_role(text: str, key: str) -> str:
 
 
 def cite_links_to_roles(markdown: str) -> str:
-    """Replace every ``[text](#cite-key)`` link by the matching ``{cite:...}`` role."""
+    """Replace every ``[text]({cite}key)`` link by the matching ``{cite:...}`` role."""
     return CITE_LINK.sub(lambda m: cite_role(m["text"], m["key"]), markdown)
 
 

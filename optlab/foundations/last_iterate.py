@@ -88,8 +88,8 @@ def step_size(rule: str, *, eta=None, n_iters=None, mu=None, L=None):
     return schedule if L is None else capped(schedule, 1.0 / (2.0 * check_positive(L, "L")))
 
 
-def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None, n_log: int = 30,
-        quantiles=(0.5, 0.95), rng=None, callback=None) -> Result:
+def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None,
+        n_log: int = 30, quantiles=(0.5, 0.95), rng=None, callback=None) -> Result:
     r"""Projected/proximal SGD that keeps the last iterate and the running average.
 
     What practitioners deploy is the *last* iterate of SGD, while the classical
@@ -178,20 +178,25 @@ def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None, n_
     ([0.5, -0.25], [1.167, -0.583], 0.156, [0, 1, 2, 3])
     """
     x = check_array(x0, "x0", ndim=(1, 2))
-    n_iters, steps = check_int(n_iters, "n_iters", low=1), geometric_steps(n_iters, n_log)
+    n_iters = check_int(n_iters, "n_iters", low=1)
+    steps = geometric_steps(n_iters, n_log)
     check_callable(stoch_grad, "stoch_grad", signature="(x, rng) -> array")
     for name, fn in (("f", f), ("prox", prox), ("project", project)):
         check_callable(fn, name, optional=True)
     names, schedule, rng = quantile_names(quantiles), as_schedule(lr), as_rng(rng)
-    trace = Trace("sgd", {"lr": schedule, "n_iters": n_iters, "n_replicas": len(x) if x.ndim == 2 else 1,
-                          "quantiles": list(names), "prox": prox is not None, "project": project is not None},
-                  callback)
+    params = {"lr": schedule, "n_iters": n_iters, "quantiles": list(names),
+              "n_replicas": len(x) if x.ndim == 2 else 1,
+              "prox": prox is not None, "project": project is not None}
+    trace = Trace("sgd", params, callback)
 
     def objective(z):
-        return check_rowwise(f, z) if z.ndim == 2 else np.atleast_1d(check_oracle(f, "f", z, shape=()))
+        if z.ndim == 2:
+            return check_rowwise(f, z)
+        return np.atleast_1d(check_oracle(f, "f", z, shape=()))
 
     def record(t, eta):
-        row = {"lr": eta, "sparsity": np.mean(x == 0), "sparsity_avg": np.mean(x_avg == 0)}
+        row = {"lr": eta, "sparsity": np.mean(x == 0),
+               "sparsity_avg": np.mean(x_avg == 0)}
         if f is not None:
             row.update(replica_stats(objective(x), names, "f"))
             row.update(replica_stats(objective(x_avg), names, "f_avg"))
@@ -210,7 +215,7 @@ def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, prox=None, project=None, n_
         if project is not None:
             x = check_oracle(project, "project", x)
             trace.count("project")
-        x_avg += (x - x_avg) / (t + 1)                 # running average of x_1, ..., x_{t+1}
+        x_avg += (x - x_avg) / (t + 1)        # running average of x_1, ..., x_{t+1}
         n_done = t + 1
         if n_done in steps and (trace.diverged(x, n_done) or record(n_done, eta)):
             break
