@@ -448,7 +448,8 @@ PROBE = """() => {
     overflowingOutputs: [...article.querySelectorAll('.cell_output pre')].filter(visible)
         .filter(p => p.scrollWidth > p.clientWidth + 1)
         .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '').slice(0, 100)),
-    citeLinksLeft: [...article.querySelectorAll('a[href*="{cite}"], a[href*="%7Bcite%7D"]')].map(a => a.getAttribute('href')),
+    citeLinksLeft: [...article.querySelectorAll('a[href*="{cite}"], a[href*="%7Bcite%7D"]')]
+      .map(a => a.getAttribute('href')),
     citations: [...article.querySelectorAll('.bibtex-citation')].map(span => ({
       text: span.textContent.replace(/\\s+/g, ' ').trim(),
       links: [...span.querySelectorAll('a')].map(a => ({href: a.getAttribute('href'),

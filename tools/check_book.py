@@ -82,7 +82,7 @@ def check_notebook(path, short):
     if not re.search(r"(?m)^#+ .*Exercises", md):
         short.append(f"{rel}: no 'Exercises' heading")
     if not CITE_LINK.search(md):
-        short.append(f"{rel}: cites nothing (cite with a link: [Liu and Zhou (2024)]({cite}liu2024revisiting))")
+        short.append(f"{rel}: cites nothing (cite with a link: [Liu and Zhou (2024)]({{cite}}liu2024revisiting))")
     if MYST_ROLE.search(md) or MYST_DIRECTIVE.search(md):
         short.append(f"{rel}: MyST roles or directives in Markdown cells (Colab shows them raw; "
                      "python tools/cite.py converts {cite} roles)")
