@@ -46,9 +46,17 @@ ANCHOR = 1.0                  # x_0: the fixed coordinate that starts the chain
 SQRT_E, SQRT_2PIE = math.sqrt(math.e), math.sqrt(2 * math.pi * math.e)
 
 
+def _floats(t, name="t"):
+    """``t`` as a float array (no copy, no finiteness check: these are elementwise maps)."""
+    try:
+        return np.asarray(t, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers, got {describe(t)}") from None
+
+
 def psi(t):
     r"""The gate :math:`\Psi(t) = \exp(1 - 1/(2t-1)^2)` for :math:`t > 1/2`, exactly 0 otherwise."""
-    t = check_array(t, "t", min_size=0)
+    t = _floats(t)
     on = t > 0.5
     z = np.where(on, 2 * t - 1, 1.0)           # a safe denominator where the gate is closed
     return np.where(on, np.exp(1 - 1 / z ** 2), 0.0)
@@ -56,19 +64,20 @@ def psi(t):
 
 def dpsi(t):
     r""":math:`\Psi'(t) = \Psi(t)\, 4/(2t-1)^3` for :math:`t > 1/2`, 0 otherwise."""
-    t = check_array(t, "t", min_size=0)
-    z = np.where(t > 0.5, 2 * t - 1, 1.0)
-    return psi(t) * 4 / z ** 3
+    t = _floats(t)
+    on = t > 0.5
+    z = np.where(on, 2 * t - 1, 1.0)
+    return np.where(on, np.exp(1 - 1 / z ** 2) * 4 / z ** 3, 0.0)
 
 
 def phi(t):
     r""":math:`\Phi(t) = \sqrt e \int_{-\infty}^t e^{-s^2/2}\,ds = \sqrt{2\pi e}\,N(t)`, N the normal cdf."""
-    return SQRT_2PIE * ndtr(check_array(t, "t", min_size=0))
+    return SQRT_2PIE * ndtr(_floats(t))
 
 
 def dphi(t):
     r""":math:`\Phi'(t) = \sqrt e\, e^{-t^2/2}`."""
-    return SQRT_E * np.exp(-0.5 * check_array(t, "t", min_size=0) ** 2)
+    return SQRT_E * np.exp(-0.5 * _floats(t) ** 2)
 
 
 def _shift(x, fill):
@@ -165,8 +174,12 @@ def chain_coordinates(problem: Problem, x, *, gradient=False):
     x = check_array(x, "x", ndim=(1, 2), finite=False)
     if x.shape[-1] != problem.dim:
         raise ValueError(f"x must have {problem.dim} entries in its last axis, got shape {x.shape}")
+    return _to_chain(info, x, check_bool(gradient, "gradient"))
+
+
+def _to_chain(info, x, gradient):
     z = x if info["U"] is None else x @ info["U"]
-    return z * info["lam"] / info["scale"] if check_bool(gradient, "gradient") else z / info["lam"]
+    return z * info["lam"] / info["scale"] if gradient else z / info["lam"]
 
 
 def progress(z, tol=0.0):
@@ -175,9 +188,12 @@ def progress(z, tol=0.0):
     >>> progress([0.3, -2.0, 0.0, 0.0]), progress([[0.3, 0.0], [0.0, 0.0]]).tolist()
     (2, [1, 0])
     """
-    z = np.abs(check_array(z, "z", ndim=(1, 2))) > check_real(tol, "tol", low=0.0)
-    last = z.shape[-1] - np.argmax(z[..., ::-1], axis=-1)
-    out = np.where(z.any(axis=-1), last, 0)
+    return _progress(check_array(z, "z", ndim=(1, 2)), check_real(tol, "tol", low=0.0))
+
+
+def _progress(z, tol):
+    big = np.abs(z) > tol
+    out = np.where(big.any(axis=-1), big.shape[-1] - np.argmax(big[..., ::-1], axis=-1), 0)
     return int(out) if out.ndim == 0 else out
 
 
@@ -273,10 +289,10 @@ def discovery(method, problem: Problem, *, eps, max_queries: int, tol=0.0, x0=No
         g = check_oracle(problem.grad, "grad", x)
         tr.count("grad")
         k = tr.total_evals
-        known = max(state["known"], progress(chain_coordinates(problem, g, gradient=True), tol))
+        known = max(state["known"], _progress(_to_chain(problem.info, g, True), tol))
         state["max_new"] = max(state["max_new"], known - state["known"])
         state["known"], state["x"], gnorm = known, np.array(x, dtype=float), float(np.linalg.norm(g))
-        stop = tr.log(k, reached=progress(chain_coordinates(problem, x), tol), known=known, grad_norm=gnorm)
+        stop = tr.log(k, reached=_progress(_to_chain(problem.info, x, False), tol), known=known, grad_norm=gnorm)
         if gnorm <= eps:
             state["hit"], tr.message = k, f"gradient norm {gnorm:.3g} <= eps={eps:g} at query {k}"
         if stop or gnorm <= eps or k >= max_queries:
@@ -308,7 +324,7 @@ def stochastic_chain(T: int, q) -> Problem:
     def stoch_grad(x, rng):
         x = np.asarray(x, dtype=float)
         g = chain_grad(x)
-        beyond = np.arange(T) >= np.asarray(progress(x, 0.25))[..., None]
+        beyond = np.arange(T) >= np.asarray(_progress(x, 0.25))[..., None]
         xi = rng.random(x.shape[:-1] + (1,)) < q
         return np.where(beyond, g * xi / q, g)
 
@@ -371,7 +387,7 @@ def chain_sgd(stoch_grad, x0, *, lr, n_iters: int, target: int, rng=None, callba
         x = x - lr * g
         if tr.diverged(x, t + 1):
             break
-        prog = progress(x)
+        prog = _progress(x, 0.0)
         hit[(prog >= target) & (hit < 0)] = t + 1
         if tr.log(t + 1, progress=np.mean(prog), done=np.mean(hit > 0)):
             break
