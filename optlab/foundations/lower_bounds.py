@@ -86,7 +86,9 @@ def _shift(x, fill):
 
 
 def chain_f(x):
-    r"""The chain :math:`\bar f_T(x) = \sum_{i=1}^T \Psi(-x_{i-1})\Phi(-x_i) - \Psi(x_{i-1})\Phi(x_i)`, :math:`x_0 = 1`.
+    r"""The chain :math:`\bar f_T(x) = \sum_{i=1}^T \Psi(-x_{i-1})\Phi(-x_i) - \Psi(x_{i-1})\Phi(x_i)`.
+
+    With ``ANCHOR = 1`` in place of :math:`x_0`, the first term is :math:`-\Psi(1)\Phi(x_1)`.
 
     Row-wise: ``x`` of shape ``(T,)`` gives a float, ``(R, T)`` gives ``(R,)``.
 
@@ -138,7 +140,8 @@ def hard_instance(eps, *, L=ELL1, delta=24.0, dim=None, rng=None) -> Problem:
     """
     T, L = chain_length(eps, L=L, delta=delta), check_positive(L, "L")
     if T < 1:
-        raise ValueError(f"eps must be small enough for a chain of at least one link, got eps={eps:g} (T = 0)")
+        raise ValueError(f"eps must be small enough for a chain of at least one link, "
+                         f"got eps={eps:g} (T = 0)")
     lam = 2 * eps * ELL1 / L
     scale = L * lam ** 2 / ELL1
     U = None
@@ -152,10 +155,12 @@ def hard_instance(eps, *, L=ELL1, delta=24.0, dim=None, rng=None) -> Problem:
         return scale * chain_f(to_chain(np.asarray(x, dtype=float)))
 
     def grad(x):
-        return (scale / lam) * from_chain(chain_grad(to_chain(np.asarray(x, dtype=float))))
+        z = to_chain(np.asarray(x, dtype=float))
+        return (scale / lam) * from_chain(chain_grad(z))
 
-    return Problem(f"zero-chain(T={T}, eps={eps:g})", f=f, grad=grad, x0=np.zeros(T if U is None else dim), L=L,
-                   info={"T": T, "lam": lam, "scale": scale, "U": U, "eps": eps, "delta": delta})
+    x0 = np.zeros(T if U is None else dim)
+    info = {"T": T, "lam": lam, "scale": scale, "U": U, "eps": eps, "delta": delta}
+    return Problem(f"zero-chain(T={T}, eps={eps:g})", f=f, grad=grad, x0=x0, L=L, info=info)
 
 
 def _instance(problem) -> Problem:
@@ -223,8 +228,8 @@ class _Stop(Exception):
     """Raised inside the recording oracle to end the method's run."""
 
 
-def discovery(method, problem: Problem, *, eps, max_queries: int, tol=0.0, x0=None, rng=None,
-              callback=None):
+def discovery(method, problem: Problem, *, eps, max_queries: int, tol=0.0, x0=None,
+              rng=None, callback=None):
     r"""Run ``method`` on a :func:`hard_instance` and record what each gradient query reveals.
 
     The driver hands the method a recording gradient oracle. After query :math:`k` it logs the
@@ -282,7 +287,8 @@ def discovery(method, problem: Problem, *, eps, max_queries: int, tol=0.0, x0=No
     max_queries = check_int(max_queries, "max_queries", low=1)
     x0 = problem.x0 if x0 is None else check_array(x0, "x0", shape=problem.x0.shape)
     as_rng(rng)
-    tr = Trace("discovery", {"eps": eps, "max_queries": max_queries, "tol": tol}, callback)
+    params = {"eps": eps, "max_queries": max_queries, "tol": tol}
+    tr = Trace("discovery", params, callback)
     state = {"known": 0, "max_new": 0, "hit": None, "x": x0.copy()}
 
     def grad(x):
@@ -291,10 +297,13 @@ def discovery(method, problem: Problem, *, eps, max_queries: int, tol=0.0, x0=No
         k = tr.total_evals
         known = max(state["known"], _progress(_to_chain(problem.info, g, True), tol))
         state["max_new"] = max(state["max_new"], known - state["known"])
-        state["known"], state["x"], gnorm = known, np.array(x, dtype=float), float(np.linalg.norm(g))
-        stop = tr.log(k, reached=_progress(_to_chain(problem.info, x, False), tol), known=known, grad_norm=gnorm)
+        state["known"], state["x"] = known, np.array(x, dtype=float)
+        gnorm = float(np.linalg.norm(g))
+        reached = _progress(_to_chain(problem.info, x, False), tol)
+        stop = tr.log(k, reached=reached, known=known, grad_norm=gnorm)
         if gnorm <= eps:
-            state["hit"], tr.message = k, f"gradient norm {gnorm:.3g} <= eps={eps:g} at query {k}"
+            state["hit"] = k
+            tr.message = f"gradient norm {gnorm:.3g} <= eps={eps:g} at query {k}"
         if stop or gnorm <= eps or k >= max_queries:
             raise _Stop
         return g
@@ -304,8 +313,9 @@ def discovery(method, problem: Problem, *, eps, max_queries: int, tol=0.0, x0=No
     except _Stop:
         pass
     x = state["x"]
-    return tr.result(x, problem.f(x), n_iters=tr.total_evals, converged=state["hit"] is not None,
-                     queries_to_eps=state["hit"], max_new=state["max_new"], T=problem.info["T"])
+    return tr.result(x, problem.f(x), n_iters=tr.total_evals,
+                     converged=state["hit"] is not None, queries_to_eps=state["hit"],
+                     max_new=state["max_new"], T=problem.info["T"])
 
 
 def stochastic_chain(T: int, q) -> Problem:
