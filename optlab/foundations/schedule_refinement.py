@@ -119,7 +119,7 @@ def bound_at_best_scale(lr, grad_norms=1.0, D: float = 1.0):
 
 
 class _Stop(Exception):
-    """Raised inside scipy's callback when the caller's callback asks to stop."""
+    """Raised in scipy's callback when the caller's callback asks to stop."""
 
 
 def optimal_schedule(grad_norms, *, n_steps=None, D: float = 1.0, x0=None, max_iter: int = 20000,
@@ -144,8 +144,8 @@ def optimal_schedule(grad_norms, *, n_steps=None, D: float = 1.0, x0=None, max_i
 
     Notes
     -----
-    For constant :math:`G_t` the minimizer is close to linear decay (correlation 0.997 at ``T = 50``, above
-    0.999 from ``T = 100``) but not equal to it: the exact statement holds for :func:`refinement_bound`.
+    One bound and gradient evaluation costs :math:`O(T)`.  For constant :math:`G_t` the minimizer is close to
+    linear decay, not equal to it (correlation 0.997 at ``T = 50``, above 0.999 from ``T = 100``).
 
     >>> round(optimal_schedule(1.0, n_steps=100).f, 4)
     0.2001
@@ -305,12 +305,44 @@ def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, n_log: int = 30, rng=None, 
 
 def two_stage(stoch_grad, x0, *, lr: float, n_iters: int, f=None, first_lr=None, tau: float = 0.1,
               n_log: int = 30, rng=None, callback=None) -> Result:
-    r"""The recipe: run :func:`sgd` once, smooth its gradient norms, :func:`refine`, rerun with peak ``lr``.
+    r"""The paper's two-stage recipe: run SGD, record and smooth its gradient norms, refine them, rerun.
 
-    ``first_lr`` (default: linear decay from ``lr`` to 0) drives the first run; with replicas the norms are
-    averaged over them before the median filter of width about ``tau * n_iters``.  ``callback`` goes to the
-    second run.  Returns the second run's ``Result`` (``n_evals`` counts both runs) with extras
-    ``schedule`` (the refined steps), ``smoothed`` (the filtered norms) and ``first`` (the first run's Result).
+    The first run measures how large the gradients are at each stage of training; the refined schedule takes
+    small steps where they were large (a warm-up) and anneals to zero at the end (:func:`refine`).
+
+    Parameters
+    ----------
+    stoch_grad, x0, f, n_log, rng
+        As in :func:`sgd`; both runs start from ``x0``, one generator drives both.
+    lr : float
+        The peak step of the refined schedule, ``> 0``.
+    n_iters : int
+        The horizon ``T`` of each run, ``>= 2``.
+    first_lr : float, schedule or None
+        The first run's steps (default: linear decay from ``lr`` to 0).
+    tau : float
+        The median filter's width as a fraction of ``T`` (0.1 as in the official code; 0: no filter).
+    callback : callable or None
+        Given to the second run.
+
+    Returns
+    -------
+    Result
+        The second run (history as in :func:`sgd`, ``n_evals`` counting both runs), with extras ``schedule`` (the
+        refined steps: peak ``lr``, last step 0), ``smoothed`` (the filtered norms; replicas are averaged first),
+        ``grad_norms`` (of the second run) and ``first`` (the first run's Result).
+
+    Notes
+    -----
+    :math:`\hat G = \mathrm{median}_\tau(G)`, :math:`w_t = \hat G_t^{-2}`, :math:`\eta_t = \mathrm{lr}\;w_t W_{t+1}
+    / \max_s w_s W_{s+1}`.  Cost: ``2 T`` oracle calls and :math:`O(\tau T^2)` for the filter.  Guarantee (convex
+    :math:`f`, steps fixed in advance): bound (3) of the chapter with the second run's :math:`G_t`; it is minimal
+    when these equal the smoothed norms of the first run, which is the recipe's bet, not a theorem.  The
+    paper refines one run's norms; averaging replicas is ours.
+
+    >>> res = two_stage(lambda X, rng: X, np.full(2, 4.0), lr=0.5, n_iters=50, rng=0)
+    >>> float(res.schedule[-1]), bool(res.schedule.argmax() > 0), res.n_evals
+    (0.0, True, {'stoch_grad': 100})
     """
     lr, n_iters = check_positive(lr, "lr"), check_int(n_iters, "n_iters", low=2)
     tau = check_real(tau, "tau", low=0.0, high=1.0)
