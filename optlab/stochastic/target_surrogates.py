@@ -24,7 +24,7 @@ from ..core import Problem, Result, Trace, as_array, as_rng, as_schedule, check_
 from ..validate import check_array, check_callable, check_choice, check_int, check_positive, check_real
 
 __all__ = ["target_mm", "sso", "surrogate", "majorization_gap", "majorizing_eta", "prox_weight",
-           "cg_minimize", "gd_minimize", "ill_conditioned_logistic"]
+           "cg_minimize", "gd_minimize", "surrogate_target_grad", "sso_torch_optimizer", "ill_conditioned_logistic"]
 
 LOGISTIC_BETA = 0.25  # the logistic loss log(1 + exp(-y z)) has second derivative at most 1/4 in z
 
@@ -97,6 +97,15 @@ def cg_minimize(X, z_t, g_t, eta: float, theta, n_steps: int):
     return theta, products
 
 
+def surrogate_target_grad(z, z_t, g_t, w):
+    r"""The surrogate's gradient in the targets, :math:`g_t + w(z - z_t)`: the one step of both inner loops.
+
+    Pulled back through the model's Jacobian it is the surrogate's parameter gradient: :math:`X^\top(\cdot)` in
+    :func:`gd_minimize`, autograd's backward in :func:`sso_torch_optimizer`.  numpy arrays or torch tensors.
+    """
+    return g_t + w * (z - z_t)
+
+
 def gd_minimize(X, z_t, g_t, eta: float, theta, n_steps: int, lr: float):
     r"""``n_steps`` gradient steps of size ``lr`` on the surrogate from ``theta``: (new point, products used).
 
@@ -104,7 +113,7 @@ def gd_minimize(X, z_t, g_t, eta: float, theta, n_steps: int, lr: float):
     """
     w, n_steps, lr = prox_weight(eta, len(z_t)), check_int(n_steps, "n_steps", low=0), check_positive(lr, "lr")
     for _ in range(n_steps):
-        theta = theta - lr * (X.T @ (g_t + w * (X @ theta - z_t)))
+        theta = theta - lr * (X.T @ surrogate_target_grad(X @ theta, z_t, g_t, w))
     return theta, 2 * n_steps
 
 
@@ -170,7 +179,7 @@ def target_mm(target_grad, X, x0, *, eta: float, n_inner: int = 10, solver: str 
     -----
     With exact inner minimization the update is the least-squares projection of the target-space
     gradient step, :math:`X\theta_{t+1} = \Pi_{\mathrm{range}X}(z_t - \eta n \nabla\ell(z_t))`, i.e. projected
-    gradient descent in target space.  Cost per outer step: one ``target_grad``, 2 + 2m products.
+    gradient descent in target space.  Cost per outer step: one ``target_grad``, 3 + 2m products.
     Since CG's iterates decrease the quadratic surrogate at least as much as one gradient step of size
     :math:`1/\lambda_{\max}(X^\top X/(\eta n))`, the loss decreases monotonically and
     :math:`\min_{t<T}\lVert\nabla L(\theta_t)\rVert^2 \le 2\lambda_{\max}(X^\top X)(L(\theta_0) - L^\star)/(\eta n T)`:
@@ -296,6 +305,45 @@ def sso(target_grad, X, x0, *, eta, batch_size: int, n_inner: int = 10, solver: 
         if trace.diverged(theta, n_done) or (n_done in logged and trace.log(n_done, f=f_of(theta), lr=eta_t)):
             break
     return trace.result(theta, f_of(theta) if trace.message is None else np.nan, n_iters=n_done)
+
+
+def sso_torch_optimizer(params, *, eta: float, n_inner: int = 10, inner_lr: float):
+    r"""SSO for torch models: a ``torch.optim.Optimizer`` whose ``step(targets, target_grad)`` is one outer step.
+
+    ``targets()`` evaluates the model on the current minibatch (cheap, differentiable); ``target_grad(z)``
+    is the expensive gradient of the minibatch's mean loss at the detached targets, called once per step.
+    The ``n_inner`` inner steps are gradient steps of size ``inner_lr`` on the minibatch surrogate, each the
+    backward pass of :func:`surrogate_target_grad` through the model: the ``"gd"`` solver of :func:`sso`,
+    step for step on a linear model (tested).  torch is imported here only.
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64)); X = torch.eye(2, dtype=torch.float64)
+    >>> opt = sso_torch_optimizer([w], eta=1.0, n_inner=3, inner_lr=2.0)
+    >>> _ = opt.step(lambda: X @ w, lambda z: (z - 1.0) / 2); [round(v, 6) for v in w.tolist()]
+    [1.0, 1.0]
+    """
+    import torch
+
+    eta, n_inner = check_positive(eta, "eta"), check_int(n_inner, "n_inner", low=1)
+    inner_lr = check_positive(inner_lr, "inner_lr")
+
+    class SSO(torch.optim.Optimizer):
+        def step(self, targets, target_grad):
+            with torch.no_grad():
+                z_t = targets()
+                g_t = target_grad(z_t)                   # the one expensive call of the step
+            w = prox_weight(eta, z_t.shape[0])
+            params = [p for group in self.param_groups for p in group["params"]]
+            for _ in range(n_inner):
+                self.zero_grad()
+                z = targets()
+                z.backward(surrogate_target_grad(z.detach(), z_t, g_t, w))
+                with torch.no_grad():
+                    for p in params:
+                        p.sub_(inner_lr * p.grad)
+            return z_t
+
+    return SSO(params, {})
 
 
 # --------------------------------------------------------------------------- the chapter's problem

@@ -141,6 +141,25 @@ def test_sso_with_b_below_d_fits_the_minibatch_exactly(small):
     np.testing.assert_allclose(X[idx] @ res.x, step, rtol=1e-9, atol=1e-12)
 
 
+def test_torch_adapter_matches_the_numpy_gd_solver_step_for_step(small):
+    """SSO's torch optimizer on a linear model = ts.sso(solver="gd") on the same minibatches, in float64."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    X, y, bg = small.info["X"], small.info["y"], small.info["batch_target_grad"]
+    kw = dict(eta=0.5, n_inner=4, inner_lr=3.0)
+    ref = ts.sso(bg, X, small.x0, batch_size=20, solver="gd", n_iters=12, rng=13, **kw)
+    model = torch.nn.Linear(small.dim, 1, bias=False, dtype=torch.float64)
+    torch.nn.init.zeros_(model.weight)
+    opt = ts.sso_torch_optimizer(model.parameters(), **kw)
+    Xt, yt, rng = torch.from_numpy(X), torch.from_numpy(y), np.random.default_rng(13)
+    for _ in range(12):
+        idx = torch.from_numpy(rng.choice(len(X), size=20, replace=False))
+        opt.step(lambda i=idx: model(Xt[i])[:, 0], lambda z, i=idx: -yt[i] * torch.sigmoid(-yt[i] * z) / len(z))
+    np.testing.assert_allclose(model.weight.detach().numpy()[0], ref.x, rtol=1e-12, atol=1e-14)
+    z = np.linspace(-1, 1, 5)
+    np.testing.assert_allclose(ts.surrogate_target_grad(torch.from_numpy(z), 0.0, 1.0, 0.5).numpy(), 1 + 0.5 * z)
+
+
 # --- majorization and monotonicity ------------------------------------------------------------------
 
 def run_mm(p, eta=4.0, n_inner=10, n_iters=15, **kw):
@@ -242,6 +261,12 @@ def test_schedule_for_eta_and_non_finite_gradients():
 
 # --- bad input ---------------------------------------------------------------------------------------
 
+def torch_params():
+    import torch
+
+    return [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]
+
+
 _P, _X = P_CONTRACT, P_CONTRACT.info["X"]
 _Z, _G = _X @ START, P_CONTRACT.info["target_grad"](_X @ START)
 BAD_INPUT = {
@@ -270,6 +295,9 @@ BAD_INPUT = {
                     {"n_steps": [-1, 2.5], "eta": [0.0]}, ("X", "z_t", "g_t", "theta")),
     "gd_minimize": (ts.gd_minimize, dict(X=_X, z_t=_Z, g_t=_G, eta=4.0, theta=START, n_steps=3, lr=0.1),
                     {"n_steps": [-1], "lr": [0.0, -0.1], "eta": [-4.0]}, ("X", "z_t", "g_t", "theta")),
+    "sso_torch_optimizer": (lambda **kw: ts.sso_torch_optimizer(torch_params(), **kw),
+                            dict(eta=1.0, n_inner=2, inner_lr=0.1),
+                            {"eta": [0.0], "n_inner": [0, 1.5], "inner_lr": [-1.0, np.nan]}, ()),
     "ill_conditioned_logistic": (ts.ill_conditioned_logistic, dict(n=40, dim=4),
                                  {"n": [1, 2.5], "dim": [0, (41, "dim must be <= n")], "cond": [0.5, np.nan],
                                   "scale": [0.0, -1.0], "rng": [-1]}, ()),
