@@ -119,6 +119,15 @@ def _first_file(entries):
     return None
 
 
+def _files(entries):
+    """Every file of a list of toc entries, sections included, in order."""
+    for entry in entries or []:
+        if "file" in entry:
+            yield entry["file"]
+        yield from _files(entry.get("sections"))
+        yield from _files(entry.get("chapters"))
+
+
 def _strip_suffix(file: str) -> str:
     return re.sub(r"\.(md|ipynb)$", "", file)
 
@@ -138,10 +147,16 @@ def pages_to_check() -> list[str]:
 
 def method_chapters() -> list[str]:
     """The first chapter of each part that teaches a method: not the toolkit, not a Markdown page
-    (the Appendix).  A chapter named in ``_toc.yml`` but missing stays in the list, and fails."""
+    (a part's opening page, the Appendix).  A chapter named in ``_toc.yml`` but missing stays in the
+    list, and fails."""
     toc = _toc()
-    chapters = [_strip_suffix(_first_file(part.get("chapters")) or "") for part in toc.get("parts", [])]
-    return [c for c in chapters if c and c != "chapters/toolkit" and not (ROOT / f"{c}.md").exists()]
+    out = []
+    for part in toc.get("parts", []):
+        files = [_strip_suffix(f) for f in _files(part.get("chapters"))]
+        first = next((f for f in files if f != "chapters/toolkit" and not (ROOT / f"{f}.md").exists()), None)
+        if first:
+            out.append(first)
+    return out
 
 
 def source_of(page: str) -> Path | None:
