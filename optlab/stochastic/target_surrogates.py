@@ -4,8 +4,9 @@ The loss :math:`L(\theta) = \ell(X\theta)` of a linear model depends on the para
 the *targets* :math:`z = X\theta` (here the logits).  One expensive gradient :math:`\nabla\ell(z_t)` in
 target space builds a quadratic surrogate that upper-bounds the loss; many cheap parameter updates
 (products with :math:`X` and :math:`X^\top`) then minimize it.  :func:`target_mm` is the full-batch
-majorization-minimization method, :func:`sso` its stochastic version on minibatches, and
-:func:`ill_conditioned_logistic` the chapter's test problem.
+majorization-minimization method, :func:`sso` its stochastic version on minibatches and
+:func:`sso_torch_optimizer` its torch adapter.  The chapter's test problem and the check of the
+majorization are in :mod:`optlab.stochastic.target_surrogates_problems`.
 
 References
 ----------
@@ -17,16 +18,12 @@ Book: chapters/stochastic/target_surrogates.ipynb
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 
-from ..core import Problem, Result, Trace, as_array, as_rng, as_schedule, check_oracle, step_at
-from ..validate import check_array, check_callable, check_choice, check_int, check_positive, check_real
+from ..core import Result, Trace, as_array, as_rng, as_schedule, check_oracle, step_at
+from ..validate import check_array, check_callable, check_choice, check_int, check_positive
 
-__all__ = ["target_mm", "sso", "surrogate", "majorization_gap", "majorizing_eta", "prox_weight",
-           "cg_minimize", "gd_minimize", "surrogate_target_grad", "sso_torch_optimizer", "ill_conditioned_logistic"]
-
-LOGISTIC_BETA = 0.25  # the logistic loss log(1 + exp(-y z)) has second derivative at most 1/4 in z
+__all__ = ["target_mm", "sso", "sso_torch_optimizer", "surrogate", "surrogate_target_grad", "majorizing_eta",
+           "prox_weight", "cg_minimize", "gd_minimize"]
 
 
 def majorizing_eta(beta: float) -> float:
@@ -45,7 +42,8 @@ def prox_weight(eta: float, batch_size: int) -> float:
     >>> prox_weight(4.0, 10)
     0.025
     """
-    return 1.0 / (check_positive(eta, "eta") * check_int(batch_size, "batch_size", low=1))
+    b = check_int(batch_size, "batch_size", low=1)
+    return 1.0 / (check_positive(eta, "eta") * b)
 
 
 def surrogate(theta, X, z_t, g_t, loss_t: float, eta: float):
@@ -61,36 +59,19 @@ def surrogate(theta, X, z_t, g_t, loss_t: float, eta: float):
     return loss_t + r @ g_t + 0.5 * prox_weight(eta, len(z_t)) * np.sum(r * r, axis=-1)
 
 
-def majorization_gap(loss, target_grad, X, theta_t, points, eta: float):
-    r"""Surrogate minus loss, :math:`g_t(\theta) - L(\theta)`, at the rows of ``points``: >= 0 where it majorizes.
-
-    ``loss(z)`` is the mean loss in target space (row-wise on a batch ``(P, n)`` of targets) and
-    ``target_grad(z)`` its gradient; the surrogate is built at :math:`\theta_t`.
-
-    >>> X = np.eye(2); loss = lambda z: 0.5 * np.mean(z ** 2, axis=-1); grad = lambda z: z / 2
-    >>> np.round(majorization_gap(loss, grad, X, np.zeros(2), [[1.0, 1.0], [2.0, 0.0]], 1.0), 6).tolist()
-    [0.0, 0.0]
-    """
-    check_callable(loss, "loss", signature="z -> float")
-    check_callable(target_grad, "target_grad", signature="z -> array")
-    z_t = X @ check_array(theta_t, "theta_t", shape=(X.shape[1],))
-    points = check_array(points, "points", ndim=(1, 2))
-    return surrogate(points, X, z_t, target_grad(z_t), float(loss(z_t)), eta) - loss(points @ X.T)
-
-
 def cg_minimize(X, z_t, g_t, eta: float, theta, n_steps: int):
     r"""``n_steps`` conjugate-gradient steps on the quadratic surrogate from ``theta``: (new point, products used).
 
     Hessian :math:`wX^\top X`, :math:`w = 1/(\eta b)`; at :math:`\theta_t` the residual is :math:`-\nabla L(\theta_t)`.
     """
     w, n_steps = prox_weight(eta, len(z_t)), check_int(n_steps, "n_steps", low=0)
-    r = X.T @ (w * (z_t - X @ theta) - g_t)        # residual = minus the surrogate's gradient
+    r = X.T @ (w * (z_t - X @ theta) - g_t)     # minus the surrogate's gradient
     p, rr, products = r.copy(), float(r @ r), 2
     for _ in range(n_steps):
         if rr <= 1e-30:
             break
         Xp = X @ p
-        a = rr / (w * float(Xp @ Xp))              # exact minimization along p
+        a = rr / (w * float(Xp @ Xp))          # exact minimization along p
         theta, r = theta + a * p, r - a * w * (X.T @ Xp)
         rr_new = float(r @ r)
         p, rr, products = r + (rr_new / rr) * p, rr_new, products + 2
@@ -111,7 +92,8 @@ def gd_minimize(X, z_t, g_t, eta: float, theta, n_steps: int, lr: float):
 
     The gradient :math:`X^\top(g_t + w(X\theta - z_t))` is :math:`\nabla L(\theta_t)` at :math:`\theta_t`.
     """
-    w, n_steps, lr = prox_weight(eta, len(z_t)), check_int(n_steps, "n_steps", low=0), check_positive(lr, "lr")
+    w, lr = prox_weight(eta, len(z_t)), check_positive(lr, "lr")
+    n_steps = check_int(n_steps, "n_steps", low=0)
     for _ in range(n_steps):
         theta = theta - lr * (X.T @ surrogate_target_grad(X @ theta, z_t, g_t, w))
     return theta, 2 * n_steps
@@ -122,6 +104,11 @@ def _inner(solver, X, z, g, eta, theta, n_inner, inner_lr):
         return cg_minimize(X, z, g, eta, theta, n_inner)
     lr = inner_lr if inner_lr is not None else 1.0 / (prox_weight(eta, len(z)) * np.linalg.norm(X, 2) ** 2)
     return gd_minimize(X, z, g, eta, theta, n_inner, lr)
+
+
+def _logged_loss(loss, z):
+    """``loss(z)`` as a float, logged but not counted; NaN without ``loss``."""
+    return np.nan if loss is None else float(check_oracle(loss, "loss", z, shape=()))
 
 
 def _check(X, x0, n_inner, solver, inner_lr, n_iters):
@@ -135,8 +122,9 @@ def _check(X, x0, n_inner, solver, inner_lr, n_iters):
     return X, theta, n_inner, solver, inner_lr, n_iters
 
 
-def target_mm(target_grad, X, x0, *, eta: float, n_inner: int = 10, solver: str = "cg", inner_lr=None,
-              n_iters: int = 20, loss=None, keep_x: bool = False, rng=None, callback=None) -> Result:
+def target_mm(target_grad, X, x0, *, eta: float, n_inner: int = 10, solver: str = "cg",
+              inner_lr=None, n_iters: int = 20, loss=None, keep_x: bool = False,
+              rng=None, callback=None) -> Result:
     r"""Full-batch target-space majorization-minimization: one expensive gradient, ``n_inner`` cheap steps.
 
     At :math:`z_t = X\theta_t` one call of ``target_grad`` gives :math:`g_t = \nabla\ell(z_t)`; the
@@ -149,10 +137,8 @@ def target_mm(target_grad, X, x0, *, eta: float, n_inner: int = 10, solver: str 
     ----------
     target_grad : callable
         ``target_grad(z) -> (n,)``: the gradient of the mean loss :math:`\ell` at the targets (expensive).
-    X : array_like, shape (n, d)
-        The linear model :math:`z = X\theta`.
-    x0 : array_like, shape (d,)
-        Starting parameters (not modified).
+    X, x0 : array_like, shapes (n, d) and (d,)
+        The linear model :math:`z = X\theta` and the starting parameters (not modified).
     eta : float
         Target step per example, > 0 (:func:`majorizing_eta`).
     n_inner, solver : int, {"cg", "gd"}
@@ -201,33 +187,37 @@ def target_mm(target_grad, X, x0, *, eta: float, n_inner: int = 10, solver: str 
     >>> np.round(X @ res.x, 6).tolist(), res.n_evals
     ([1.0, 1.0], {'target_grad': 1, 'model': 7})
     """
-    X, theta, n_inner, solver, inner_lr, n_iters = _check(X, x0, n_inner, solver, inner_lr, n_iters)
+    X, theta, n_inner, solver, inner_lr, n_iters = _check(
+        X, x0, n_inner, solver, inner_lr, n_iters)
     check_callable(target_grad, "target_grad", signature="z -> array")
     check_callable(loss, "loss", optional=True, signature="z -> float")
     eta, _ = check_positive(eta, "eta"), as_rng(rng)
-    trace = Trace("target_mm", {"eta": eta, "n_inner": n_inner, "solver": solver, "inner_lr": inner_lr,
-                                "n_iters": n_iters}, callback, keep_x)
-
-    def f_of(z):
-        return float(check_oracle(loss, "loss", z, shape=())) if loss is not None else np.nan
-
+    params = {"eta": eta, "n_inner": n_inner, "solver": solver, "inner_lr": inner_lr,
+              "n_iters": n_iters}
+    trace = Trace("target_mm", params, callback, keep_x)
     z = X @ theta
-    stopped, n_done = trace.log(0, x=theta, f=f_of(z), surrogate=np.nan), 0
+    f_z = _logged_loss(loss, z)
+    stopped, n_done = trace.log(0, x=theta, f=f_z, surrogate=np.nan), 0
     for t in range(0 if stopped else n_iters):
-        g = check_oracle(target_grad, "target_grad", z)      # the one expensive call of the step
+        g = check_oracle(target_grad, "target_grad", z)   # the one expensive call
         trace.count("target_grad")
-        theta_new, products = _inner(solver, X, z, g, eta, theta, n_inner, inner_lr)
+        theta, products = _inner(solver, X, z, g, eta, theta, n_inner, inner_lr)
         trace.count("model", products + 1)
-        sur = float(surrogate(theta_new, X, z, g, f_of(z), eta)) if loss is not None else np.nan
-        theta, z, n_done = theta_new, X @ theta_new, t + 1
-        if trace.diverged(theta, n_done) or trace.log(n_done, x=theta, f=f_of(z), surrogate=sur):
+        n_done = t + 1
+        if trace.diverged(theta, n_done):
             break
-    return trace.result(theta, f_of(z) if trace.message is None else np.nan, n_iters=n_done)
+        sur = float(surrogate(theta, X, z, g, f_z, eta))   # NaN without loss
+        z = X @ theta
+        f_z = _logged_loss(loss, z)
+        if trace.log(n_done, x=theta, f=f_z, surrogate=sur):
+            break
+    return trace.result(theta, f_z if trace.message is None else np.nan, n_iters=n_done)
 
 
-def sso(target_grad, X, x0, *, eta, batch_size: int, n_inner: int = 10, solver: str = "cg", inner_lr=None,
-        n_iters: int = 100, loss=None, n_log: int = 20, rng=None, callback=None) -> Result:
-    r"""Stochastic surrogate optimization (SSO): the surrogate of a minibatch, minimized on that minibatch.
+def sso(target_grad, X, x0, *, eta, batch_size: int, n_inner: int = 10,
+        solver: str = "cg", inner_lr=None, n_iters: int = 100, loss=None,
+        n_log: int = 20, rng=None, callback=None) -> Result:
+    r"""Stochastic surrogate optimization (the paper's SSO): a minibatch's surrogate, minimized on that minibatch.
 
     Each outer step draws b rows :math:`B` without replacement, makes one expensive call
     :math:`g_t = \nabla\ell_B(z_B)` (the batch's mean loss) at :math:`z_B = X_B\theta_t` and runs ``n_inner``
@@ -264,12 +254,6 @@ def sso(target_grad, X, x0, *, eta, batch_size: int, n_inner: int = 10, solver: 
     exactly (the chapter's pitfall).  The paper analyses SSO as projected SGD in target space for convex
     losses (rates not verified here).  Cost per step: one batch gradient, 3 + 2m products with ``X_B``.
 
-    References
-    ----------
-    Lavington et al., ICML 2023, arXiv:2302.02607 (``lavington2023target``), Algorithm SSO.
-
-    Book: chapters/stochastic/target_surrogates.ipynb
-
     Examples
     --------
     >>> X = np.eye(4); grad = lambda zb, idx: (zb - 1.0) / len(idx)
@@ -277,34 +261,37 @@ def sso(target_grad, X, x0, *, eta, batch_size: int, n_inner: int = 10, solver: 
     >>> np.round(res.x, 6).tolist(), res.n_evals["target_grad"]
     ([1.0, 1.0, 1.0, 1.0], 2)
     """
-    X, theta, n_inner, solver, inner_lr, n_iters = _check(X, x0, n_inner, solver, inner_lr, n_iters)
+    X, theta, n_inner, solver, inner_lr, n_iters = _check(
+        X, x0, n_inner, solver, inner_lr, n_iters)
     check_callable(target_grad, "target_grad", signature="(z_B, idx) -> array")
     check_callable(loss, "loss", optional=True, signature="z -> float")
     b = check_int(batch_size, "batch_size", low=1, high=len(X))
     if not callable(eta):
         eta = check_positive(eta, "eta")
-    n_log, schedule, rng = check_int(n_log, "n_log", low=1), as_schedule(eta, "eta"), as_rng(rng)
-    logged = set(np.linspace(1, n_iters, min(n_log, n_iters)).round().astype(int).tolist())
-    trace = Trace("sso", {"eta": schedule, "batch_size": b, "n_inner": n_inner, "solver": solver,
-                          "inner_lr": inner_lr, "n_iters": n_iters}, callback)
-
-    def f_of(th):
-        return float(check_oracle(loss, "loss", X @ th, shape=())) if loss is not None else np.nan
-
-    stopped, n_done = trace.log(0, f=f_of(theta), lr=np.nan), 0
+    n_log, schedule = check_int(n_log, "n_log", low=1), as_schedule(eta, "eta")
+    rng = as_rng(rng)
+    logged = set(np.linspace(1, n_iters, min(n_log, n_iters)).round().astype(int))
+    params = {"eta": schedule, "batch_size": b, "n_inner": n_inner, "solver": solver,
+              "inner_lr": inner_lr, "n_iters": n_iters}
+    trace = Trace("sso", params, callback)
+    stopped, n_done = trace.log(0, f=_logged_loss(loss, X @ theta), lr=np.nan), 0
     for t in range(0 if stopped else n_iters):
         eta_t = step_at(schedule, t, "eta")            # checked > 0 by prox_weight
         idx = rng.choice(len(X), size=b, replace=False)
         X_B = X[idx]
         z_B = X_B @ theta
-        g = check_oracle(target_grad, "target_grad", z_B, idx)   # the one expensive call of the step
+        g = check_oracle(target_grad, "target_grad", z_B, idx)  # the one expensive call
         trace.count("target_grad")
         theta, products = _inner(solver, X_B, z_B, g, eta_t, theta, n_inner, inner_lr)
         trace.count("model", products + 1)
         n_done = t + 1
-        if trace.diverged(theta, n_done) or (n_done in logged and trace.log(n_done, f=f_of(theta), lr=eta_t)):
+        if trace.diverged(theta, n_done):
             break
-    return trace.result(theta, f_of(theta) if trace.message is None else np.nan, n_iters=n_done)
+        if n_done in logged and trace.log(n_done, f=_logged_loss(loss, X @ theta),
+                                          lr=eta_t):
+            break
+    f_final = _logged_loss(loss, X @ theta) if trace.message is None else np.nan
+    return trace.result(theta, f_final, n_iters=n_done)
 
 
 def sso_torch_optimizer(params, *, eta: float, n_inner: int = 10, inner_lr: float):
@@ -331,7 +318,7 @@ def sso_torch_optimizer(params, *, eta: float, n_inner: int = 10, inner_lr: floa
         def step(self, targets, target_grad):
             with torch.no_grad():
                 z_t = targets()
-                g_t = target_grad(z_t)                   # the one expensive call of the step
+                g_t = target_grad(z_t)          # the one expensive call of the step
             w = prox_weight(eta, z_t.shape[0])
             params = [p for group in self.param_groups for p in group["params"]]
             for _ in range(n_inner):
@@ -344,63 +331,3 @@ def sso_torch_optimizer(params, *, eta: float, n_inner: int = 10, inner_lr: floa
             return z_t
 
     return SSO(params, {})
-
-
-# --------------------------------------------------------------------------- the chapter's problem
-
-def ill_conditioned_logistic(n: int = 1000, dim: int = 50, cond: float = 1e3, scale: float = 1.0,
-                             rng=0) -> Problem:
-    r"""Unregularized logistic regression with an ill-conditioned design and noisy, non-separable labels.
-
-    :math:`X = \sqrt n\, U\,\mathrm{diag}(s)\,V^\top` with orthonormal U ``(n, d)``, V ``(d, d)`` and
-    singular values of :math:`X/\sqrt n` spaced geometrically from 1 to :math:`\mathrm{cond}^{-1/2}`
-    (so :math:`\kappa(X^\top X)` = ``cond``); labels :math:`y_i = \pm1` with
-    :math:`P(y_i = 1) = \sigma(x_i^\top\theta_\sharp)`, the planted logits scaled to standard deviation ``scale``.
-
-    Returns a Problem with ``f`` (row-wise), ``grad``, ``hvp``, ``x0 = 0``, ``x_star`` and ``f_star`` (scipy's
-    trust-region Newton-CG) and ``L`` = :math:`\lambda_{\max}(X^\top X)/(4n)`; ``info`` holds ``X``, ``y``,
-    ``beta`` (1/4), ``target_loss(z)``, ``target_grad(z)``, ``batch_target_grad(z_B, idx)``, ``z_star``,
-    ``max_abs_z_star``.
-
-    >>> p = ill_conditioned_logistic(n=200, dim=5, rng=0)
-    >>> p.dim, round(p.f(p.x0), 4), bool(np.linalg.norm(p.grad(p.x_star)) < 1e-8)
-    (5, 0.6931, True)
-    """
-    n, dim = check_int(n, "n", low=2), check_int(dim, "dim", low=1)
-    if dim > n:
-        raise ValueError(f"dim must be <= n, got dim={dim} > n={n}")
-    cond, scale = check_real(cond, "cond", low=1.0), check_positive(scale, "scale")
-    rng = as_rng(rng)
-    U = np.linalg.qr(rng.standard_normal((n, dim)))[0]
-    V = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
-    s = cond ** (-0.5 * np.linspace(0.0, 1.0, dim))
-    X = np.sqrt(n) * (U * s) @ V.T
-    planted = rng.standard_normal(dim)
-    planted *= scale / np.std(X @ planted)
-    y = np.where(rng.random(n) < expit(X @ planted), 1.0, -1.0)
-
-    def target_loss(z):                            # mean logistic loss, row-wise on a batch (P, n)
-        return np.mean(np.logaddexp(0.0, -y * z), axis=-1)
-
-    def target_grad(z, idx=slice(None)):           # its gradient in the targets (rows idx): -y sigma(-y z) / b
-        return -y[idx] * expit(-y[idx] * z) / len(z)
-
-    def f(theta):
-        out = target_loss(np.asarray(theta, dtype=float) @ X.T)
-        return float(out) if np.ndim(out) == 0 else out
-
-    def grad(theta):
-        return X.T @ target_grad(X @ theta)
-
-    def hvp(theta, v):
-        p = expit(X @ theta)
-        return X.T @ (p * (1.0 - p) * (X @ v)) / n
-
-    x_star = minimize(f, np.zeros(dim), jac=grad, hessp=hvp, method="trust-ncg",
-                      options={"gtol": 1e-12, "maxiter": 1000}).x
-    return Problem(f"ill_conditioned_logistic(n={n}, d={dim}, cond={cond:g}, scale={scale:g})", f=f, grad=grad,
-                   hvp=hvp, x0=np.zeros(dim), x_star=x_star, f_star=f(x_star),
-                   L=float(LOGISTIC_BETA * np.linalg.norm(X, 2) ** 2 / n),
-                   info={"X": X, "y": y, "beta": LOGISTIC_BETA, "target_loss": target_loss, "target_grad": target_grad,
-                         "batch_target_grad": target_grad, "z_star": X @ x_star,
-                         "max_abs_z_star": float(np.max(np.abs(X @ x_star))), "planted": planted})

@@ -1,4 +1,4 @@
-"""Tests of optlab.stochastic.target_surrogates, cheapest first; the claim on other seeds and wrong variants."""
+"""Tests of optlab.stochastic.target_surrogates and its _problems module; the claim on other seeds, wrong variants."""
 import sys
 from pathlib import Path
 
@@ -8,6 +8,7 @@ import pytest
 from optlab.baselines import gradient_descent
 from optlab.claims import ClaimFailed
 from optlab.stochastic import target_surrogates as ts
+from optlab.stochastic import target_surrogates_problems as tsp
 from optlab.testing import check_bad_inputs, check_grad, check_hvp, check_method_contract
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ OTHER_SIZES = {"N_SAMPLES": 600, "DIM": 30}
 
 @pytest.fixture(scope="module")
 def small():
-    return ts.ill_conditioned_logistic(n=300, dim=12, cond=1e3, rng=11)
+    return tsp.ill_conditioned_logistic(n=300, dim=12, cond=1e3, rng=11)
 
 
 def parts(p):
@@ -169,7 +170,7 @@ def run_mm(p, eta=4.0, n_inner=10, n_iters=15, **kw):
 
 def smallest_gaps(p, thetas, eta, radius, rng, k=20):
     X, loss, grad = parts(p)
-    return np.array([ts.majorization_gap(loss, grad, X, th, th + radius * unit_rows(rng, k, p.dim), eta).min()
+    return np.array([tsp.majorization_gap(loss, grad, X, th, th + radius * unit_rows(rng, k, p.dim), eta).min()
                      for th in thetas])
 
 
@@ -215,7 +216,7 @@ def test_many_cg_steps_converge_to_the_minimizer(small):
 
 # --- the API contract ------------------------------------------------------------------------------
 
-P_CONTRACT = ts.ill_conditioned_logistic(n=80, dim=6, rng=12)
+P_CONTRACT = tsp.ill_conditioned_logistic(n=80, dim=6, rng=12)
 START = np.zeros(6)
 
 
@@ -285,7 +286,7 @@ BAD_INPUT = {
     "surrogate": (ts.surrogate, dict(theta=START, X=_X, z_t=_Z, g_t=_G, loss_t=0.7, eta=4.0),
                   {"theta": [[np.nan] * 6, np.zeros((2, 2, 6))], "eta": [0.0, -2.0]},
                   ("X", "z_t", "g_t", "loss_t")),
-    "majorization_gap": (ts.majorization_gap, dict(loss=_P.info["target_loss"], target_grad=_P.info["target_grad"],
+    "majorization_gap": (tsp.majorization_gap, dict(loss=_P.info["target_loss"], target_grad=_P.info["target_grad"],
                                                    X=_X, theta_t=START, points=np.ones((3, 6)), eta=4.0),
                          {"theta_t": [np.zeros(4)], "points": [[[np.inf] * 6]], "eta": [0.0], "loss": [None],
                           "target_grad": [2]}, ("X",)),
@@ -298,7 +299,7 @@ BAD_INPUT = {
     "sso_torch_optimizer": (lambda **kw: ts.sso_torch_optimizer(torch_params(), **kw),
                             dict(eta=1.0, n_inner=2, inner_lr=0.1),
                             {"eta": [0.0], "n_inner": [0, 1.5], "inner_lr": [-1.0, np.nan]}, ()),
-    "ill_conditioned_logistic": (ts.ill_conditioned_logistic, dict(n=40, dim=4),
+    "ill_conditioned_logistic": (tsp.ill_conditioned_logistic, dict(n=40, dim=4),
                                  {"n": [1, 2.5], "dim": [0, (41, "dim must be <= n")], "cond": [0.5, np.nan],
                                   "scale": [0.0, -1.0], "rng": [-1]}, ()),
 }
