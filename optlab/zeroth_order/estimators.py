@@ -128,7 +128,7 @@ def coordinate(f, x, *, mu: float, coords=None, central: bool = True):
 
 
 def orthonormal_directions(dim: int, n_dirs: int, rng=None) -> np.ndarray:
-    r"""``n_dirs`` orthonormal directions in :math:`\mathbb R^{d}` (rows), uniformly (Haar) distributed; needs ``n_dirs <= dim``.
+    r"""``n_dirs`` orthonormal directions in :math:`\mathbb R^{d}` (rows), Haar distributed; ``n_dirs <= dim``.
 
     >>> U = orthonormal_directions(5, 3, rng=0)
     >>> U.shape, bool(np.allclose(U @ U.T, np.eye(3)))
