@@ -14,8 +14,8 @@ Two bounds on the last point :math:`x_{T-1}` at which a gradient is taken:
   w_t^2 G_t^2)/(2W_0)`; its minimizer :math:`w_t = G_t^{-2}` gives :func:`refine`,
   :math:`\eta_t \propto G_t^{-2}\sum_{p>t} G_p^{-2}`: linear decay for constant :math:`G_t`.
 
-:func:`two_stage` is the recipe: run once, record the gradient norms (:func:`sgd`), smooth them with a
-median filter (:func:`smooth_grad_norms`), refine, rerun.
+:func:`two_stage` is the recipe: run once and record the gradient norms, smooth them with a median filter
+(:func:`smooth_grad_norms`), refine, rerun; its runs are the SGD of :mod:`optlab.foundations.schedule_refinement_sgd`.
 
 References
 ----------
@@ -26,30 +26,22 @@ Book: chapters/foundations/schedule_refinement.ipynb
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.ndimage import median_filter
 from scipy.optimize import minimize
 
-from ..core import Result, Trace, as_batch, as_rng, as_schedule, check_oracle, check_rowwise, geometric_steps, step_at
+from ..core import Result, Trace, as_rng, as_schedule
 from ..schedules import linear_decay
-from ..validate import check_array, check_bool, check_callable, check_int, check_positive, check_real
+from ..validate import check_array, check_bool, check_int, check_positive, check_real
+from .schedule_refinement_sgd import _steps, sgd, tabulated
 
 __all__ = ["last_iterate_bound", "bound_at_best_scale", "optimal_schedule", "weights_to_steps",
-           "refinement_bound", "refine", "smooth_grad_norms", "schedule_values", "tabulated", "sgd", "two_stage"]
+           "refinement_bound", "refine", "smooth_grad_norms", "two_stage"]
 
 
 def _tails(v):
     """Suffix sums ``out[k] = v[k] + ... + v[T-1]``."""
     return np.cumsum(v[::-1])[::-1]
-
-
-def _steps(lr, name="lr", min_size=2):
-    eta = check_array(lr, name, ndim=1, min_size=min_size)
-    if np.any(eta < 0):
-        raise ValueError(f"{name} must hold steps >= 0")
-    return eta
 
 
 def _squared_norms(grad_norms, n, name="grad_norms"):
@@ -72,13 +64,17 @@ def _chaining_term(eta, g2):
     r"""``sum_k eta_k V_k / (2 S_k S_{k+1})`` (the price of the last iterate) and its gradient."""
     S, V = _tails(eta), _tails(g2 * eta ** 2)
     if S[-1] <= 0:
-        raise ValueError("lr: the bound is undefined when the last step is 0 (it divides by the sum of the steps "
-                         "after step k); evaluate it on 1 - t/T, t = 0..T-1, rather than on 1 - t/(T-1)")
+        raise ValueError("lr: the bound is undefined when the last step is 0 (it "
+                         "divides by the sum of the steps after step k); evaluate it "
+                         "on 1 - t/T, t = 0..T-1, rather than on 1 - t/(T-1)")
     ratio = eta[:-1] / (S[:-1] * S[1:])
     c = ratio * V[:-1]
-    prefix = lambda a: np.concatenate([np.cumsum(a), [a.sum()]])  # noqa: E731 - sum over k <= min(j, T-2)
-    grad = np.concatenate([V[:-1] / (S[:-1] * S[1:]), [0.0]]) + 2 * g2 * eta * prefix(ratio) \
-        - prefix(c / S[:-1]) - np.concatenate([[0.0], np.cumsum(c / S[1:])])
+    # prefix(a)[j]: the sum of a_k over k <= min(j, T-2)
+    prefix = lambda a: np.concatenate([np.cumsum(a), [a.sum()]])
+    grad = (np.concatenate([V[:-1] / (S[:-1] * S[1:]), [0.0]])
+            + 2 * g2 * eta * prefix(ratio)
+            - prefix(c / S[:-1])
+            - np.concatenate([[0.0], np.cumsum(c / S[1:])]))
     return 0.5 * c.sum(), 0.5 * grad
 
 
@@ -211,9 +207,8 @@ def refinement_bound(weights, grad_norms=1.0, D: float = 1.0) -> float:
     >>> refinement_bound(np.ones(100))  # linear decay: D G / sqrt(T)
     0.1
     """
-    w = _weights(weights)
-    g2 = _squared_norms(grad_norms, w.size)
-    return float(check_positive(D, "D") * np.sqrt(np.sum(w ** 2 * g2)) / w.sum())
+    w, D = _weights(weights), check_positive(D, "D")
+    return float(D * np.sqrt(np.sum(w ** 2 * _squared_norms(grad_norms, w.size))) / w.sum())
 
 
 def refine(grad_norms) -> np.ndarray:
@@ -240,71 +235,12 @@ def smooth_grad_norms(grad_norms, tau: float = 0.1) -> np.ndarray:
     """
     g = check_array(grad_norms, "grad_norms", ndim=1)
     width = 2 * int(check_real(tau, "tau", low=0.0, high=1.0) * g.size // 2) + 1
-    return median_filter(np.pad(g, (0, 2 * width), mode="reflect"), size=width, mode="nearest")[:g.size]
+    padded = np.pad(g, (0, 2 * width), mode="reflect")
+    return median_filter(padded, size=width, mode="nearest")[:g.size]
 
 
-def schedule_values(schedule, n_steps: int) -> np.ndarray:
-    """The steps ``schedule(0), ..., schedule(n_steps - 1)`` of a schedule ``t -> float``, as an array."""
-    check_callable(schedule, "schedule", signature="t -> float")
-    return np.array([step_at(schedule, t, "schedule") for t in range(check_int(n_steps, "n_steps", low=1))])
-
-
-@dataclass(frozen=True)
-class tabulated:
-    """A schedule given by its values (a refined schedule): ``values[t]``, then the last value."""
-
-    values: tuple
-
-    def __post_init__(self):
-        object.__setattr__(self, "values", tuple(_steps(self.values, "values", min_size=1).tolist()))
-
-    def __call__(self, t: int) -> float:
-        return self.values[min(check_int(t, "t", low=0), len(self.values) - 1)]
-
-
-def sgd(stoch_grad, x0, *, lr, n_iters: int, f=None, n_log: int = 30, rng=None, callback=None) -> Result:
-    r"""SGD :math:`x_{t+1} = x_t - \eta_t g_t` that records every gradient norm (replicas: ``x0`` of shape ``(R, d)``).
-
-    ``stoch_grad(X, rng)`` acts row-wise on the ``(R, d)`` batch; ``f`` (row-wise) only logs.  Returns a
-    ``Result`` with extras ``grad_norms`` (shape ``(T,)``, or ``(R, T)`` for replicas); history ``t``, ``lr``,
-    ``f`` (mean over replicas) and ``grad_norm`` (mean norm of the last gradient) at geometric steps.
-    One oracle call per step.
-
-    >>> res = sgd(lambda X, rng: 2 * X, np.ones(2), lr=0.25, n_iters=3)
-    >>> res.x.tolist(), np.round(res.grad_norms, 3).tolist()
-    ([0.125, 0.125], [2.828, 1.414, 0.707])
-    """
-    X, single = as_batch(x0)
-    schedule, n_iters = as_schedule(lr), check_int(n_iters, "n_iters", low=1)
-    check_callable(f, "f", optional=True, signature="X -> (R,)")
-    rng, log_at = as_rng(rng), geometric_steps(n_iters, check_int(n_log, "n_log", low=2))
-    tr = Trace("sgd", {"lr": lr, "n_iters": n_iters, "n_replicas": len(X)}, callback)
-    oracle = tr.counted("stoch_grad", check_callable(stoch_grad, "stoch_grad", signature="(X, rng) -> X"))
-    norms = np.zeros((len(X), n_iters))
-
-    def log(t, eta):
-        values = {} if f is None else {"f": float(np.mean(check_rowwise(f, X)))}
-        return tr.log(t, lr=eta, grad_norm=float(norms[:, t - 1].mean()) if t else np.nan, **values)
-
-    stop, done = log(0, np.nan), 0
-    for t in range(n_iters):
-        if stop:
-            break
-        g = check_oracle(oracle, "stoch_grad", X, rng)
-        norms[:, t] = np.linalg.norm(g, axis=1)
-        eta = step_at(schedule, t)
-        X, done = X - eta * g, t + 1
-        if tr.diverged(X, done):
-            break
-        if done in log_at:
-            stop = log(done, eta)
-    value = np.nan if f is None else float(np.mean(check_rowwise(f, X)))
-    norms = norms[:, :done]
-    return tr.result(X[0] if single else X, value, n_iters=done, grad_norms=norms[0] if single else norms)
-
-
-def two_stage(stoch_grad, x0, *, lr: float, n_iters: int, f=None, first_lr=None, tau: float = 0.1,
-              n_log: int = 30, rng=None, callback=None) -> Result:
+def two_stage(stoch_grad, x0, *, lr: float, n_iters: int, f=None, first_lr=None,
+              tau: float = 0.1, n_log: int = 30, rng=None, callback=None) -> Result:
     r"""The paper's two-stage recipe: run SGD, record and smooth its gradient norms, refine them, rerun.
 
     The first run measures how large the gradients are at each stage of training; the refined schedule takes
@@ -312,8 +248,9 @@ def two_stage(stoch_grad, x0, *, lr: float, n_iters: int, f=None, first_lr=None,
 
     Parameters
     ----------
-    stoch_grad, x0, f, n_log, rng
-        As in :func:`sgd`; both runs start from ``x0``, one generator drives both.
+    stoch_grad, x0, f, n_log, rng, callback
+        As in :func:`~optlab.foundations.schedule_refinement_sgd.sgd`; both runs start from ``x0``, one generator
+        drives both, ``callback`` is given to the second run.
     lr : float
         The peak step of the refined schedule, ``> 0``.
     n_iters : int
@@ -322,13 +259,11 @@ def two_stage(stoch_grad, x0, *, lr: float, n_iters: int, f=None, first_lr=None,
         The first run's steps (default: linear decay from ``lr`` to 0).
     tau : float
         The median filter's width as a fraction of ``T`` (0.1 as in the official code; 0: no filter).
-    callback : callable or None
-        Given to the second run.
 
     Returns
     -------
     Result
-        The second run (history as in :func:`sgd`, ``n_evals`` counting both runs), with extras ``schedule`` (the
+        The second run (history as in ``sgd``, ``n_evals`` counting both runs), with extras ``schedule`` (the
         refined steps: peak ``lr``, last step 0), ``smoothed`` (the filtered norms; replicas are averaged first),
         ``grad_norms`` (of the second run) and ``first`` (the first run's Result).
 
@@ -346,15 +281,20 @@ def two_stage(stoch_grad, x0, *, lr: float, n_iters: int, f=None, first_lr=None,
     """
     lr, n_iters = check_positive(lr, "lr"), check_int(n_iters, "n_iters", low=2)
     tau = check_real(tau, "tau", low=0.0, high=1.0)
-    first_lr = linear_decay(lr, n_iters) if first_lr is None else as_schedule(first_lr, "first_lr")
+    first_lr = (linear_decay(lr, n_iters) if first_lr is None
+                else as_schedule(first_lr, "first_lr"))
     rng = as_rng(rng)
     first = sgd(stoch_grad, x0, lr=first_lr, n_iters=n_iters, f=f, n_log=n_log, rng=rng)
     if first.n_iters < n_iters:
-        raise ValueError(f"first_lr: the first run stopped early ({first.message}); lower the step")
+        raise ValueError(f"first_lr: the first run stopped early ({first.message}); "
+                         "lower the step")
     smoothed = smooth_grad_norms(np.atleast_2d(first.grad_norms).mean(axis=0), tau)
     schedule = lr * refine(smoothed)
-    res = sgd(stoch_grad, x0, lr=tabulated(schedule), n_iters=n_iters, f=f, n_log=n_log, rng=rng, callback=callback)
-    res.method, res.params = "two_stage", {**res.params, "lr": lr, "tau": tau, "first_lr": first_lr}
-    res.n_evals = {k: res.n_evals.get(k, 0) + first.n_evals.get(k, 0) for k in set(res.n_evals) | set(first.n_evals)}
+    res = sgd(stoch_grad, x0, lr=tabulated(schedule), n_iters=n_iters, f=f, n_log=n_log,
+              rng=rng, callback=callback)
+    res.method = "two_stage"
+    res.params = {**res.params, "lr": lr, "tau": tau, "first_lr": first_lr}
+    res.n_evals = {k: res.n_evals.get(k, 0) + first.n_evals.get(k, 0)
+                   for k in set(res.n_evals) | set(first.n_evals)}
     res.extras.update(schedule=schedule, smoothed=smoothed, first=first)
     return res

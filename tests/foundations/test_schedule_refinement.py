@@ -1,4 +1,5 @@
-"""Tests of optlab.foundations.schedule_refinement, cheapest first; the chapter's claim on other seeds and variants."""
+"""Tests of optlab.foundations.schedule_refinement and its runs (schedule_refinement_sgd), cheapest first; the
+chapter's claim on other seeds and variants."""
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from scipy.optimize import minimize, minimize_scalar
 
 from optlab.claims import ClaimFailed
 from optlab.foundations import schedule_refinement as sr
+from optlab.foundations import schedule_refinement_sgd as srs
 from optlab.schedules import constant, cosine, inverse_sqrt, linear_decay
 from optlab.testing import check_bad_inputs, check_grad, check_method_contract
 
@@ -149,14 +151,14 @@ def test_the_conversion_theorem_holds_on_random_piecewise_linear_problems():
 
 
 def test_schedule_values_and_tabulated():
-    np.testing.assert_allclose(sr.schedule_values(linear_decay(1.0, 4), 4), [1.0, 0.75, 0.5, 0.25])
-    s = sr.tabulated(np.array([0.5, 0.25, 0.0]))
-    assert [s(t) for t in (0, 1, 2, 5)] == [0.5, 0.25, 0.0, 0.0] and s == sr.tabulated([0.5, 0.25, 0.0])
+    np.testing.assert_allclose(srs.schedule_values(linear_decay(1.0, 4), 4), [1.0, 0.75, 0.5, 0.25])
+    s = srs.tabulated(np.array([0.5, 0.25, 0.0]))
+    assert [s(t) for t in (0, 1, 2, 5)] == [0.5, 0.25, 0.0, 0.0] and s == srs.tabulated([0.5, 0.25, 0.0])
 
 
 def test_linear_decay_beats_the_other_schedules_on_the_bound_at_their_best_scales():
     T = 100
-    values = {name: sr.bound_at_best_scale(sr.schedule_values(s, T))[0]
+    values = {name: sr.bound_at_best_scale(srs.schedule_values(s, T))[0]
               for name, s in {"constant": constant(1.0), "1/sqrt(t)": inverse_sqrt(1.0), "cosine": cosine(1.0, T),
                               "linear": linear_decay(1.0, T)}.items()}
     assert [round(values[k], 4) for k in ("constant", "1/sqrt(t)", "cosine", "linear")] == [0.2485, 0.2253, 0.2091,
@@ -173,7 +175,7 @@ def test_sgd_is_the_plain_loop_and_records_every_norm():
     rng = np.random.default_rng(5)
     noise = rng.standard_normal((6, 2))
     it = iter(noise)
-    res = sr.sgd(lambda X, r: X + next(it), np.ones(2), lr=linear_decay(0.5, 6), n_iters=6)
+    res = srs.sgd(lambda X, r: X + next(it), np.ones(2), lr=linear_decay(0.5, 6), n_iters=6)
     x, norms = np.ones(2), []
     for t in range(6):
         g = x + noise[t]
@@ -184,13 +186,13 @@ def test_sgd_is_the_plain_loop_and_records_every_norm():
 
 
 def test_sgd_replicas_history_and_divergence():
-    res = sr.sgd(quadratic_oracle, np.ones((5, 3)), lr=0.1, n_iters=50, f=lambda X: 0.5 * np.sum(X ** 2, axis=-1),
+    res = srs.sgd(quadratic_oracle, np.ones((5, 3)), lr=0.1, n_iters=50, f=lambda X: 0.5 * np.sum(X ** 2, axis=-1),
                  n_log=5, rng=0)
     assert res.grad_norms.shape == (5, 50) and res.x.shape == (5, 3)
     assert set(res.history.columns) >= {"t", "lr", "f", "grad_norm", "n_evals"} and res.history["t"][-1] == 50
     assert np.isnan(res.history["lr"][0]) and res.f == pytest.approx(res.history["f"][-1])
     with np.errstate(over="ignore", invalid="ignore"):
-        bad = sr.sgd(lambda X, r: 1e300 * X, np.ones(2), lr=1e10, n_iters=20)
+        bad = srs.sgd(lambda X, r: 1e300 * X, np.ones(2), lr=1e10, n_iters=20)
     assert "non-finite" in bad.message and bad.grad_norms.shape == (bad.n_iters,)
 
 
@@ -209,7 +211,7 @@ START, START_SCHEDULE = np.ones((3, 2)), np.full(20, 0.2)
 
 
 def run_sgd(rng=0, x0=START, callback=None):
-    return sr.sgd(quadratic_oracle, x0, lr=0.1, n_iters=30, rng=rng, callback=callback)
+    return srs.sgd(quadratic_oracle, x0, lr=0.1, n_iters=30, rng=rng, callback=callback)
 
 
 def run_two_stage(rng=0, x0=START, callback=None):
@@ -262,10 +264,10 @@ BAD_INPUT = {
     "refine": (sr.refine, dict(grad_norms=np.ones(4)), {"grad_norms": [1.0, [1.0], [1.0, 0.0], [1.0, np.inf]]}, ()),
     "smooth_grad_norms": (sr.smooth_grad_norms, dict(grad_norms=np.ones(8), tau=0.1),
                           {"grad_norms": [np.ones((2, 4)), []], "tau": [-0.1, 1.5, np.nan]}, ()),
-    "schedule_values": (sr.schedule_values, dict(schedule=constant(1.0), n_steps=3),
+    "schedule_values": (srs.schedule_values, dict(schedule=constant(1.0), n_steps=3),
                         {"schedule": [(lambda t: -1.0, "schedule")], "n_steps": [0, 1.5]}, ()),
-    "tabulated": (sr.tabulated, dict(values=[1.0, 0.5]), {"values": [[], [1.0, -1.0], [[1.0]]]}, ()),
-    "sgd": (sr.sgd, dict(stoch_grad=quadratic_oracle, x0=np.ones((2, 2)), lr=0.1, n_iters=3,
+    "tabulated": (srs.tabulated, dict(values=[1.0, 0.5]), {"values": [[], [1.0, -1.0], [[1.0]]]}, ()),
+    "sgd": (srs.sgd, dict(stoch_grad=quadratic_oracle, x0=np.ones((2, 2)), lr=0.1, n_iters=3,
                          f=lambda X: np.sum(X ** 2, axis=-1)),
             {"x0": [np.ones((1, 1, 1)), [np.nan, 1.0]], "lr": [-1.0, (lambda t: np.nan, "lr schedule")],
              "n_iters": [0], "n_log": [1], "f": [(lambda X: np.sum(X ** 2), "f must be row-wise")],
