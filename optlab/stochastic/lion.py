@@ -3,8 +3,9 @@ r"""Lion and Lion-K: sign (or K-gradient) momentum with decoupled weight decay, 
 :func:`lion_k` runs the update with K = ``"l1"`` (sign: Lion), ``"l2"`` (normalized momentum) or
 ``"quadratic"`` (plain momentum); its one pure step :func:`lion_k_step` also drives a
 ``torch.optim.Optimizer`` (:func:`torch_optimizer`).  Also here: :math:`K^*` (:func:`conjugate`), the
-objective Lion-K minimizes (:func:`objective`), the Lyapunov function (:func:`lyapunov`), and a
-least-squares problem with its box- and ball-constrained optima.
+objective Lion-K minimizes (:func:`objective`) and the Lyapunov function (:func:`lyapunov`).  The
+chapter's test problem and its box- and ball-constrained optima are in
+:mod:`optlab.stochastic.lion_problems`.
 
 References
 ----------
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Problem, Trace, array_namespace, as_array, as_rng, as_schedule, check_oracle, step_at
+from ..core import Trace, array_namespace, as_array, as_rng, as_schedule, check_oracle, step_at
 from ..validate import (
     check_array,
     check_bool,
@@ -30,7 +31,7 @@ from ..validate import (
 )
 
 __all__ = ["KAPPAS", "direction", "conjugate", "objective", "lyapunov", "lion_k_state", "lion_k_step", "lion_k",
-           "torch_optimizer", "box_least_squares", "box_solution", "ball_solution"]
+           "torch_optimizer"]
 
 #: The convex functions K: their gradient is the update direction, their conjugate the constraint.
 KAPPAS = ("l1", "l2", "quadratic")
@@ -60,7 +61,8 @@ def direction(c, kappa: str):
         return _l2_direction(c)
     if kappa == "quadratic":  # K = |c|^2 / 2
         return c
-    raise ValueError(f"kappa must be one of {', '.join(map(repr, KAPPAS))}, got {kappa!r}")
+    choices = ", ".join(map(repr, KAPPAS))
+    raise ValueError(f"kappa must be one of {choices}, got {kappa!r}")
 
 
 def _dual_norm(x, kappa: str):
@@ -149,9 +151,10 @@ def lion_k_step(x, g, state, *, lr, beta1, beta2, weight_decay, alpha=1.0, kappa
     return x_new, {"m": beta2 * state["m"] + (1 - beta2) * alpha * g}
 
 
-def lion_k(grad, x0, *, lr, beta1: float = 0.9, beta2: float = 0.99, weight_decay: float, alpha: float = 1.0,
-           kappa: str = "l1", n_iters: int = 1000, f=None, log_every: int = 1, keep_x: bool = False, rng=None,
-           callback=None):
+def lion_k(grad, x0, *, lr, beta1: float = 0.9, beta2: float = 0.99,
+           weight_decay: float, alpha: float = 1.0, kappa: str = "l1",
+           n_iters: int = 1000, f=None, log_every: int = 1, keep_x: bool = False,
+           rng=None, callback=None):
     r"""Lion-K with decoupled weight decay; ``kappa="l1"`` is Lion.
 
     Each step moves every coordinate by at most :math:`\eta` (the sign part) and shrinks it by
@@ -219,10 +222,13 @@ def lion_k(grad, x0, *, lr, beta1: float = 0.9, beta2: float = 0.99, weight_deca
     x = as_array(x0)
     check_callable(grad, "grad", signature="x -> array")
     check_callable(f, "f", optional=True, signature="x -> float")
-    (b1, b2), lam = _betas(beta1, beta2), check_real(weight_decay, "weight_decay", low=0.0)
-    hp = {"beta1": b1, "beta2": b2, "weight_decay": lam, "alpha": check_positive(alpha, "alpha"),
+    b1, b2 = _betas(beta1, beta2)
+    hp = {"beta1": b1, "beta2": b2,
+          "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
+          "alpha": check_positive(alpha, "alpha"),
           "kappa": check_choice(kappa, "kappa", KAPPAS)}
-    n_iters, log_every = check_int(n_iters, "n_iters", low=1), check_int(log_every, "log_every", low=1)
+    n_iters = check_int(n_iters, "n_iters", low=1)
+    log_every = check_int(log_every, "log_every", low=1)
     schedule, keep_x, _ = as_schedule(lr), check_bool(keep_x, "keep_x"), as_rng(rng)
     radius = 1.0 / hp["weight_decay"] if hp["weight_decay"] > 0 else np.inf
     trace = Trace("lion_k", {"lr": lr, **hp, "n_iters": n_iters}, callback, keep_x)
@@ -272,63 +278,3 @@ def torch_optimizer(params, **hyperparameters):
     check_real(hp["lr"], "lr", low=0.0), check_real(hp["weight_decay"], "weight_decay", low=0.0)
     _betas(hp["beta1"], hp["beta2"]), check_positive(hp["alpha"], "alpha"), check_choice(hp["kappa"], "kappa", KAPPAS)
     return make_optimizer(lion_k_step, lion_k_state, defaults, "LionK")(params, **hyperparameters)
-
-
-# --------------------------------------------------------------------------- the chapter's problem
-
-def box_least_squares(n_samples: int = 200, dim: int = 20, scale: float = 3.0, noise: float = 0.1,
-                      rng=0) -> Problem:
-    r"""Least squares :math:`f(x) = \|Ax - b\|^2/(2n)` whose unconstrained optimum lies outside the unit box.
-
-    :math:`A` has standard normal entries, :math:`b = A x_{\rm true} + \text{noise}` with
-    :math:`x_{\rm true} \sim N(0, \text{scale}^2 I)`; ``x0`` :math:`\sim N(0, 25 I)` (far outside);
-    ``x_star`` is the unconstrained least-squares solution, ``L`` the largest eigenvalue of :math:`A^\top A/n`.
-    """
-    n, d = check_int(n_samples, "n_samples", low=1), check_int(dim, "dim", low=1)
-    scale, noise, gen = check_positive(scale, "scale"), check_real(noise, "noise", low=0.0), as_rng(rng)
-    A = gen.standard_normal((n, d))
-    b = A @ (scale * gen.standard_normal(d)) + noise * gen.standard_normal(n)
-    x0 = 5.0 * gen.standard_normal(d)
-
-    def f(x):
-        return 0.5 * float(np.sum((A @ np.asarray(x, dtype=float) - b) ** 2)) / n
-
-    def grad(x):
-        return A.T @ (A @ np.asarray(x, dtype=float) - b) / n
-
-    x_star = np.linalg.lstsq(A, b, rcond=None)[0]
-    return Problem(f"box_least_squares(n={n}, d={d})", f=f, grad=grad, x0=x0, x_star=x_star, f_star=f(x_star),
-                   L=float(np.linalg.eigvalsh(A.T @ A / n).max()), info={"A": A, "b": b})
-
-
-def box_solution(problem: Problem, radius: float) -> np.ndarray:
-    r"""The minimizer of f over :math:`\|x\|_\infty \le r`, by scipy's L-BFGS-B with bounds (tight tolerances)."""
-    from scipy.optimize import minimize
-
-    r = check_positive(radius, "radius")
-    start = np.clip(problem.x0, -r, r)
-    out = minimize(problem.f, start, jac=problem.grad, method="L-BFGS-B", bounds=[(-r, r)] * problem.dim,
-                   options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20_000})
-    return np.clip(out.x, -r, r)
-
-
-def ball_solution(problem: Problem, radius: float) -> np.ndarray:
-    r"""The minimizer of a least-squares f (:func:`box_least_squares`) over :math:`\|x\|_2 \le r`, exactly.
-
-    With :math:`A^\top A/n = Q\,\mathrm{diag}(h)\,Q^\top`, :math:`q = Q^\top A^\top b/n`: the unconstrained solution
-    if it is in the ball, else :math:`Q\,q/(h + \mu)` with :math:`\mu > 0` solving the secular equation
-    :math:`\|q/(h + \mu)\|_2 = r` (scipy's ``brentq``).
-    """
-    from scipy.optimize import brentq
-
-    r = check_positive(radius, "radius")
-    if not {"A", "b"} <= set(getattr(problem, "info", {})):
-        raise ValueError("problem must be a least-squares problem with info['A'] and info['b'] (box_least_squares)")
-    A, b = problem.info["A"], problem.info["b"]
-    h, Q = np.linalg.eigh(A.T @ A / len(b))
-    q = Q.T @ (A.T @ b) / len(b)
-    if h.min() > 0 and np.linalg.norm(q / h) <= r:
-        return Q @ (q / h)
-    mu = brentq(lambda u: np.linalg.norm(q / (h + u)) - r, max(-h.min(), 0.0) + 1e-15, np.linalg.norm(q) / r + 1.0,
-                xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
-    return Q @ (q / (h + mu))

@@ -1,4 +1,5 @@
-"""Tests of optlab.stochastic.lion, cheapest first; the chapter's claim on other seeds and wrong variants."""
+"""Tests of optlab.stochastic.lion (and its problems, lion_problems), cheapest first; the chapter's claim on
+other seeds and wrong variants."""
 import sys
 from pathlib import Path
 
@@ -7,9 +8,11 @@ import pytest
 
 from optlab.baselines import gradient_descent
 from optlab.claims import ClaimFailed
+from optlab.core import Problem
 from optlab.prox import project_l2_ball
 from optlab.schedules import linear_decay
 from optlab.stochastic import lion as mod
+from optlab.stochastic import lion_problems as lp
 from optlab.testing import check_bad_inputs, check_grad, check_method_contract
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +28,7 @@ HP = {"beta1": 0.9, "beta2": 0.99}
 
 @pytest.fixture(scope="module")
 def prob():
-    return mod.box_least_squares(n_samples=80, dim=8, rng=11)
+    return lp.box_least_squares(n_samples=80, dim=8, rng=11)
 
 
 # --- oracles and exact identities --------------------------------------------------------------
@@ -116,7 +119,7 @@ def test_box_solution_matches_scipy_bvls(prob):
 
     for r in (0.5, 1.0, 2.0):
         ref = lsq_linear(prob.info["A"], prob.info["b"], bounds=(-r, r), method="bvls", tol=1e-14).x
-        x = mod.box_solution(prob, r)
+        x = lp.box_solution(prob, r)
         assert np.abs(x).max() <= r and prob.f(x) - prob.f(ref) < 1e-10
         np.testing.assert_allclose(x, ref, atol=1e-5)
 
@@ -125,7 +128,7 @@ def test_ball_solution_matches_projected_gradient_and_scipy(prob):
     from scipy.optimize import minimize
 
     for r in (0.5, 1.0):
-        x = mod.ball_solution(prob, r)
+        x = lp.ball_solution(prob, r)
         assert np.linalg.norm(x) == pytest.approx(r, abs=1e-12)
         pgd = gradient_descent(prob.f, prob.grad, prob.x0, lr=1 / prob.L, n_iters=5000,
                                project=lambda z, r=r: project_l2_ball(z, r))
@@ -135,7 +138,7 @@ def test_ball_solution_matches_projected_gradient_and_scipy(prob):
                          options={"ftol": 1e-14, "maxiter": 500})
         np.testing.assert_allclose(x, slsqp.x, atol=1e-6)
     big = 10 * np.linalg.norm(prob.x_star)   # an inactive ball returns the unconstrained optimum
-    np.testing.assert_allclose(mod.ball_solution(prob, big), prob.x_star, atol=1e-10)
+    np.testing.assert_allclose(lp.ball_solution(prob, big), prob.x_star, atol=1e-10)
 
 
 @pytest.mark.parametrize("kappa", mod.KAPPAS)
@@ -186,7 +189,7 @@ def test_lion_reaches_the_box_optimum_for_several_radii(prob):
     for lam in (0.5, 1.0, 2.0):
         res = mod.lion_k(prob.grad, prob.x0, lr=linear_decay(0.02, 8000, lr_end=1e-5), weight_decay=lam,
                          n_iters=8000, f=prob.f, log_every=8000)
-        x_box = mod.box_solution(prob, 1 / lam)
+        x_box = lp.box_solution(prob, 1 / lam)
         assert res.history["excess"][-1] < 1e-8 and abs(res.f - prob.f(x_box)) < 1e-7
         assert np.abs(res.x).max() == pytest.approx(1 / lam, abs=1e-8)  # the constraint is active
 
@@ -290,14 +293,14 @@ BAD_INPUT = {
     "torch_optimizer": (None, dict(lr=0.1),
                         {"lr": [-1.0], "beta1": [1.0], "beta2": [-0.5], "weight_decay": [-1.0], "alpha": [0.0],
                          "kappa": ["l3", None]}, ()),
-    "box_least_squares": (mod.box_least_squares, dict(n_samples=10, dim=3),
+    "box_least_squares": (lp.box_least_squares, dict(n_samples=10, dim=3),
                           {"n_samples": [0, 1.5], "dim": [0], "scale": [0.0, -1.0], "noise": [-0.1], "rng": [-1]},
                           ()),
-    "box_solution": (mod.box_solution, dict(problem=mod.box_least_squares(10, 3), radius=1.0),
+    "box_solution": (lp.box_solution, dict(problem=lp.box_least_squares(10, 3), radius=1.0),
                      {"radius": [0.0, -1.0]}, ("problem",)),
-    "ball_solution": (mod.ball_solution, dict(problem=mod.box_least_squares(10, 3), radius=1.0),
+    "ball_solution": (lp.ball_solution, dict(problem=lp.box_least_squares(10, 3), radius=1.0),
                       {"radius": [0.0, np.nan],
-                       "problem": [(mod.Problem("no data", f=lambda x: 0.0, grad=lambda x: x, x0=np.ones(3)),
+                       "problem": [(Problem("no data", f=lambda x: 0.0, grad=lambda x: x, x0=np.ones(3)),
                                     "problem must be a least-squares problem")]}, ()),
 }
 
