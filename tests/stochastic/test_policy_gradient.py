@@ -1,4 +1,5 @@
-"""Tests of optlab.stochastic.policy_gradient, cheapest first; the chapter's claim on other seeds and wrong variants."""
+"""Tests of optlab.stochastic.policy_gradient and its test problem optlab.stochastic.lqr, cheapest first; the
+chapter's claim on other seeds and wrong variants."""
 import sys
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from scipy.linalg import solve_discrete_lyapunov
 
 from optlab.claims import ClaimFailed
+from optlab.stochastic import lqr
 from optlab.stochastic import policy_gradient as pg
 from optlab.testing import check_bad_inputs, check_grad, check_hvp, check_method_contract
 
@@ -20,7 +22,7 @@ CLAIM_SEEDS = [7001, 7002, 7003]
 OTHER_SIZES = {"N_REPLICAS": 60, "BUDGET": 1500, "N_DRAWS": 30000}
 FAST = {"N_REPLICAS": 40, "BUDGET": 1000, "N_DRAWS": 20000}
 
-P = pg.lqr_problem()
+P = lqr.lqr_problem()
 ENV = P.info["env"]
 POINTS = np.array([[0.0, 0.0], [-0.3, -0.4], [0.2, -0.9]])
 
@@ -41,8 +43,8 @@ def mc_mean(fn, n=200_000, chunks=4, seed=0):
 def test_exact_gradient_matches_finite_differences():
     for x in POINTS:
         assert check_grad(P.f, P.grad, x) < 1e-7
-    hard = pg.lqr_problem(A=[[0.9, 0.3, 0.0], [0.0, 0.9, 0.2], [0.1, 0.0, 0.8]], B=[[1.0, 0.0], [0.0, 0.5], [0.3, 1.0]],
-                          gamma=0.95, horizon=7, sigma=0.4)
+    hard = lqr.lqr_problem(A=[[0.9, 0.3, 0.0], [0.0, 0.9, 0.2], [0.1, 0.0, 0.8]],
+                           B=[[1.0, 0.0], [0.0, 0.5], [0.3, 1.0]], gamma=0.95, horizon=7, sigma=0.4)
     rng = np.random.default_rng(1)
     for _ in range(3):
         assert check_grad(hard.f, hard.grad, 0.3 * rng.standard_normal(hard.dim)) < 1e-7
@@ -66,7 +68,7 @@ def test_monte_carlo_cost_matches_the_closed_form():
 
 def test_the_long_horizon_cost_is_the_lyapunov_solution_and_its_minimizer_the_riccati_gain():
     """Trusted library: scipy's discrete Lyapunov and Riccati solvers give the infinite-horizon answers."""
-    long = pg.lqr_problem(horizon=300)
+    long = lqr.lqr_problem(horizon=300)
     env, x = long.info["env"], POINTS[1]
     K = x.reshape(1, 2)
     AK, M = env.A + env.B @ K, env.Q + K.T @ env.R @ K
@@ -105,12 +107,12 @@ def test_fisher_information_of_the_gaussian_policy():
 
 # --- the estimators -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("baseline", pg.BASELINES)
+@pytest.mark.parametrize("baseline", lqr.BASELINES)
 def test_gradient_estimators_are_unbiased(baseline):
     x = POINTS[1]
-    m, se = mc_mean(lambda n, rng: pg.gradient_estimate(ENV, np.tile(x, (n, 1)), rng, baseline=baseline))
+    m, se = mc_mean(lambda n, rng: lqr.gradient_estimate(ENV, np.tile(x, (n, 1)), rng, baseline=baseline))
     assert np.all(np.abs(m - P.grad(x)) < 4.5 * se)
-    m, se = mc_mean(lambda n, rng: pg.gradient_estimate(ENV, np.tile(x, (n, 1)), rng, estimator="reinforce"))
+    m, se = mc_mean(lambda n, rng: lqr.gradient_estimate(ENV, np.tile(x, (n, 1)), rng, estimator="reinforce"))
     assert np.all(np.abs(m - P.grad(x)) < 4.5 * se)
 
 
@@ -119,7 +121,7 @@ def test_gradient_estimators_are_unbiased(baseline):
 def test_hessian_vector_estimators_are_unbiased(form, baseline):
     x, v = POINTS[1], np.array([0.6, -0.8])
     assert check_hvp(P.grad, lambda z, u: fd_hvp(z, u), x, v) < 1e-7
-    m, se = mc_mean(lambda n, rng: pg.hessian_vector_estimate(ENV, np.tile(x, (n, 1)), v, rng, baseline=baseline,
+    m, se = mc_mean(lambda n, rng: lqr.hessian_vector_estimate(ENV, np.tile(x, (n, 1)), v, rng, baseline=baseline,
                                                               form=form))
     assert np.all(np.abs(m - fd_hvp(x, v)) < 4.5 * se)
 
@@ -127,10 +129,10 @@ def test_hessian_vector_estimators_are_unbiased(form, baseline):
 def test_baselines_reduce_the_variance():
     rng = np.random.default_rng(5)
     X = np.tile(POINTS[0], (50_000, 1))
-    var = {b: pg.gradient_estimate(ENV, X, rng, baseline=b).var(axis=0).sum() for b in pg.BASELINES}
-    var["reinforce"] = pg.gradient_estimate(ENV, X, rng, estimator="reinforce").var(axis=0).sum()
+    var = {b: lqr.gradient_estimate(ENV, X, rng, baseline=b).var(axis=0).sum() for b in lqr.BASELINES}
+    var["reinforce"] = lqr.gradient_estimate(ENV, X, rng, estimator="reinforce").var(axis=0).sum()
     assert var["value"] < var["mean"] < var["none"] < var["reinforce"]
-    hv = {f: pg.hessian_vector_estimate(ENV, X, [1.0, 0.0], rng, form=f).var(axis=0).sum()
+    hv = {f: lqr.hessian_vector_estimate(ENV, X, [1.0, 0.0], rng, form=f).var(axis=0).sum()
           for f in ("per_step", "trajectory")}
     assert hv["per_step"] < hv["trajectory"]
 
@@ -163,17 +165,18 @@ def test_implicit_gradient_transport_is_exact_on_a_quadratic():
         np.testing.assert_allclose(beta * g(x_prev) + (1 - beta) * g(pg.extrapolate(x, x_prev, beta)), g(x), atol=1e-10)
     # hence with exact gradients N-PG-IGT's direction is exactly the current gradient; momentum's is not
     log = []
-    res = pg.n_pg_igt(g, np.ones(3), lr=pg.power(0.5, 1.0, 2), beta=pg.momentum(1.0, 0.8), n_iters=40, grad=g, n_log=40)
+    res = pg.n_pg_igt(g, np.ones(3), lr=lqr.power(0.5, 1.0, 2), beta=lqr.momentum(1.0, 0.8), n_iters=40, grad=g,
+                      n_log=40)
     log = res.history["grad_err"][1:]
     assert np.nanmax(log) < 1e-20
-    mom = pg.n_pg_igt(g, np.ones(3), lr=pg.power(0.5, 1.0, 2), beta=pg.momentum(1.0, 0.8), n_iters=40, transport=False,
-                      grad=g, n_log=40)
+    mom = pg.n_pg_igt(g, np.ones(3), lr=lqr.power(0.5, 1.0, 2), beta=lqr.momentum(1.0, 0.8), n_iters=40,
+                      transport=False, grad=g, n_log=40)
     assert np.nanmax(mom.history["grad_err"][1:]) > 1e-2
 
 
 def test_harpg_with_exact_hessians_tracks_the_gradient_exactly():
     H, b, g, _ = quadratic()
-    res = pg.n_harpg(g, lambda x, v, rng: v @ H, np.ones(3), lr=pg.power(0.5, 1.0, 2), beta=pg.momentum(1.0, 1.0),
+    res = pg.n_harpg(g, lambda x, v, rng: v @ H, np.ones(3), lr=lqr.power(0.5, 1.0, 2), beta=lqr.momentum(1.0, 1.0),
                      n_iters=40, grad=g, n_log=40)
     assert np.nanmax(res.history["grad_err"][1:]) < 1e-20 and res.n_evals == {"stoch_grad": 40, "stoch_hvp": 39}
 
@@ -191,16 +194,16 @@ def test_methods_converge_with_exact_gradients():
     gd = pg.n_pg_igt(exact, P.x0, lr=0.01, beta=0.0, transport=False, normalize=False, n_iters=3000, f=P.f)
     assert np.linalg.norm(gd.x - P.x_star) < 1e-6
     for transport in (True, False):
-        res = pg.n_pg_igt(exact, P.x0, lr=pg.power(0.3, 1.0, 2), beta=pg.momentum(1.0, 0.8), n_iters=2000,
+        res = pg.n_pg_igt(exact, P.x0, lr=lqr.power(0.3, 1.0, 2), beta=lqr.momentum(1.0, 0.8), n_iters=2000,
                           transport=transport, f=P.f)
         assert np.linalg.norm(res.x - P.x_star) < 1e-2 and P.gap(res.x) < 1e-4  # normalized: zigzags at the step scale
-    res = pg.n_harpg(exact, lambda x, v, rng: fd_hvp(x, v), P.x0, lr=pg.power(0.3, 1.0, 2), beta=0.0, n_iters=2000,
+    res = pg.n_harpg(exact, lambda x, v, rng: fd_hvp(x, v), P.x0, lr=lqr.power(0.3, 1.0, 2), beta=0.0, n_iters=2000,
                      f=P.f)
     assert P.gap(res.x) < 1e-4
 
 
 def test_vanilla_policy_gradient_on_sampled_trajectories():
-    res = pg.n_pg_igt(P.stoch_grad, np.tile(P.x0, (50, 1)), lr=pg.power(0.003, 2 / 3), beta=0.0, transport=False,
+    res = pg.n_pg_igt(P.stoch_grad, np.tile(P.x0, (50, 1)), lr=lqr.power(0.003, 2 / 3), beta=0.0, transport=False,
                       normalize=False, n_iters=800, f=P.f, rng=11)
     assert res.method == "pg" and P.gap(res.x).mean() < 0.25 * P.gap(P.x0)
 
@@ -208,15 +211,15 @@ def test_vanilla_policy_gradient_on_sampled_trajectories():
 # --- the API contract ----------------------------------------------------------------------------
 
 START = np.zeros((8, 2))
-KW = dict(lr=pg.power(0.3, 1.0, 2), n_iters=30, f=P.f, grad=P.grad)
+KW = dict(lr=lqr.power(0.3, 1.0, 2), n_iters=30, f=P.f, grad=P.grad)
 
 
 def run_igt(rng=0, x0=START, callback=None, **kw):
-    return pg.n_pg_igt(P.stoch_grad, x0, beta=pg.momentum(1.0, 0.8), rng=rng, callback=callback, **{**KW, **kw})
+    return pg.n_pg_igt(P.stoch_grad, x0, beta=lqr.momentum(1.0, 0.8), rng=rng, callback=callback, **{**KW, **kw})
 
 
 def run_harpg(rng=0, x0=START, callback=None, **kw):
-    return pg.n_harpg(P.stoch_grad, P.info["stoch_hvp"], x0, beta=pg.momentum(2.0, 1.0), rng=rng,
+    return pg.n_harpg(P.stoch_grad, P.info["stoch_hvp"], x0, beta=lqr.momentum(2.0, 1.0), rng=rng,
                       callback=callback, **{**KW, **kw})
 
 
@@ -251,11 +254,11 @@ def test_non_finite_iterates_stop_the_run():
 
 
 def test_power_schedule():
-    s = pg.power(0.3, 1.0, 2)
+    s = lqr.power(0.3, 1.0, 2)
     assert s(0) == pytest.approx(0.15) and s(8) == pytest.approx(0.03)
-    assert pg.power(1.0, 0.8)(0) == 1.0 and pg.power(2.0, 1.0)(3) == 0.5
-    m = pg.momentum(2.0, 1.0)
-    assert [m(t) for t in (0, 1, 3)] == [0.0, 0.0, 0.5] and pg.momentum(1.0, 0.8)(1) == pytest.approx(1 - 2 ** -0.8)
+    assert lqr.power(1.0, 0.8)(0) == 1.0 and lqr.power(2.0, 1.0)(3) == 0.5
+    m = lqr.momentum(2.0, 1.0)
+    assert [m(t) for t in (0, 1, 3)] == [0.0, 0.0, 0.5] and lqr.momentum(1.0, 0.8)(1) == pytest.approx(1 - 2 ** -0.8)
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -264,16 +267,16 @@ I2 = np.eye(2)
 LQR_GOOD = dict(A=[[0.5, 0.5], [0.0, 0.5]], B=[[0.0], [1.0]], Q=I2, R=[[0.1]], W=0.1 * I2, S0=I2, sigma=1.0,
                 gamma=0.8, horizon=5)
 BAD_INPUT = {
-    "LQR": (lambda **kw: pg.LQR(**kw), LQR_GOOD,
+    "LQR": (lambda **kw: lqr.LQR(**kw), LQR_GOOD,
             {"A": [np.eye(3), [[np.nan, 0], [0, 1]]], "B": [np.ones(2)], "Q": [-I2, [[1.0, 2.0], [0.0, 1.0]]],
              "R": [[[0.0]], [[-1.0]]], "W": [-I2], "S0": [-I2, np.eye(3)], "sigma": [0.0, -1.0, np.nan],
              "gamma": [0.0, 1.5], "horizon": [0, 2.5]}, ()),
-    "lqr_problem": (pg.lqr_problem, dict(horizon=5),
+    "lqr_problem": (lqr.lqr_problem, dict(horizon=5),
                     {"baseline": ["critic"], "sigma": [-1.0], "gamma": [1.2], "horizon": [0], "A": [np.eye(3)]}, ()),
-    "gradient_estimate": (pg.gradient_estimate, dict(env=ENV, x=np.zeros((3, 2)), rng=0),
+    "gradient_estimate": (lqr.gradient_estimate, dict(env=ENV, x=np.zeros((3, 2)), rng=0),
                           {"x": [np.zeros(3), np.zeros((2, 2, 2)), [np.nan, 0.0]], "baseline": ["critic"],
                            "estimator": ["reinforce++"], "rng": [-1]}, ("env",)),
-    "hessian_vector_estimate": (pg.hessian_vector_estimate, dict(env=ENV, x=np.zeros((3, 2)), v=[1.0, 0.0], rng=0),
+    "hessian_vector_estimate": (lqr.hessian_vector_estimate, dict(env=ENV, x=np.zeros((3, 2)), v=[1.0, 0.0], rng=0),
                                 {"x": [np.zeros(3)], "v": [np.zeros(3), [np.inf, 0.0]], "form": ["full"],
                                  "baseline": ["mean+"], "rng": ["seed"]}, ("env",)),
     "harpg_correction": (pg.harpg_correction, dict(stoch_hvp=P.info["stoch_hvp"], x=np.ones((3, 2)),
@@ -284,8 +287,8 @@ BAD_INPUT = {
                     {"beta": [1.0, -0.5, np.nan], "x_prev": [np.zeros((2, 2))], "x": [np.ones(2)]}, ()),
     "normalized_step": (pg.normalized_step, dict(x=np.ones((3, 2)), d=np.ones((3, 2)), lr=0.1),
                         {"lr": [-0.1, np.inf], "d": [np.ones((3, 3))]}, ()),
-    "power": (pg.power, dict(c=1.0, p=0.8, t0=1.0), {"c": [0.0, -1.0], "p": [-0.5], "t0": [0.0, np.nan]}, ()),
-    "momentum": (pg.momentum, dict(c=2.0, p=1.0), {"c": [0.0], "p": [-1.0], "t0": [-1.0]}, ()),
+    "power": (lqr.power, dict(c=1.0, p=0.8, t0=1.0), {"c": [0.0, -1.0], "p": [-0.5], "t0": [0.0, np.nan]}, ()),
+    "momentum": (lqr.momentum, dict(c=2.0, p=1.0), {"c": [0.0], "p": [-1.0], "t0": [-1.0]}, ()),
     "n_pg_igt": (pg.n_pg_igt, dict(stoch_grad=P.stoch_grad, x0=np.zeros((3, 2)), lr=0.1, beta=0.5, n_iters=3, f=P.f,
                                    grad=P.grad, rng=0),
                  {"x0": [np.zeros((2, 2, 2)), [np.nan, 0.0], []], "lr": [-0.1, (lambda t: -1.0, "lr schedule")],
@@ -311,14 +314,13 @@ def test_bad_input_gives_clear_errors(row):
 
 # --- the chapter's claim: other seeds and sizes, and wrong variants that must fail it -------------
 
-MODULE = "optlab.stochastic.policy_gradient"
-HVE = pg.hessian_vector_estimate
+MODULE, PROBLEM = "optlab.stochastic.policy_gradient", "optlab.stochastic.lqr"
 
 
 def hessian_without_the_score_outer_product(env, x, v, rng, **kw):
     """A wrong B: only the second derivatives of log pi, the term g grad log p' (the score product) dropped."""
     X = np.atleast_2d(x)
-    S, score, A = pg._trajectory(env, X, rng, kw.get("baseline", "value"))
+    S, score, A = lqr._trajectory(env, X, rng, kw.get("baseline", "value"))
     V = np.broadcast_to(v, X.shape).reshape(-1, env.m, env.n)
     hess_log = -(np.einsum("rij,rtj->rti", V, S)[..., :, None] * S[..., None, :]).reshape(score.shape) / env.sigma ** 2
     return np.einsum("rt,rtd->rd", A, hess_log)
@@ -340,7 +342,7 @@ def unnormalized_step(x, d, lr):
 
 
 WRONG_VARIANTS = {
-    "the Hessian estimate without the score outer product": {f"{MODULE}.hessian_vector_estimate":
+    "the Hessian estimate without the score outer product": {f"{PROBLEM}.hessian_vector_estimate":
                                                              hessian_without_the_score_outer_product},
     "the Hessian correction at the new point instead of the random interpolate": {f"{MODULE}.harpg_correction":
                                                                                   correction_at_the_new_point},
