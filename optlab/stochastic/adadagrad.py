@@ -6,9 +6,9 @@ the *norm test* asks that the batch gradient be accurate relative to its own siz
 :math:`\mathbb E\|g_B - \nabla F\|^2 \le \eta^2\|\nabla F\|^2`, and the coordinate-wise test asks the same
 of every coordinate.  The test's pieces (:func:`batch_variance`, :func:`estimated_error`, :func:`next_batch_size`)
 and the two updates (:func:`adagrad_norm_step`, :func:`adagrad_step`, shared with the torch optimizers of
-:func:`torch_optimizer`) are module-level functions.  Two test problems on scikit-learn's digits:
-softmax regression with closed-form per-sample gradients (:func:`digits_softmax`) and a small MLP whose
-per-sample gradients come from ``torch.func`` (:func:`digits_mlp`).
+:func:`torch_optimizer`) are module-level functions.  The chapter's test problems on scikit-learn's
+digits (softmax regression and a small network, with their per-sample gradients) are in
+:mod:`optlab.stochastic.adadagrad_problems`.
 
 References
 ----------
@@ -23,12 +23,11 @@ import math
 
 import numpy as np
 
-from ..core import Problem, Trace, array_namespace, as_rng, check_oracle
-from ..validate import check_array, check_callable, check_choice, check_int, check_positive, check_real
+from ..core import Trace, array_namespace, as_rng, check_oracle
+from ..validate import check_array, check_callable, check_choice, check_int, check_positive
 
 __all__ = ["adadagrad", "batch_variance", "estimated_error", "next_batch_size", "adagrad_norm_step",
-           "adagrad_norm_state", "adagrad_step", "adagrad_state", "torch_optimizer", "digits_softmax",
-           "digits_mlp"]
+           "adagrad_norm_state", "adagrad_step", "adagrad_state", "torch_optimizer"]
 
 
 # --------------------------------------------------------------------------- the batch-size tests
@@ -60,7 +59,8 @@ def estimated_error(G, test: str = "norm") -> float:
     """
     check_choice(test, "test", ["norm", "coordinate"])
     if getattr(G, "ndim", 0) != 2 or G.shape[0] < 2:
-        raise ValueError(f"G must be a (b, d) array of per-sample gradients with b >= 2, got shape {np.shape(G)}")
+        raise ValueError("G must be a (b, d) array of per-sample gradients with "
+                         f"b >= 2, got shape {np.shape(G)}")
     xp = array_namespace(G)
     g, V = G.mean(axis=0), batch_variance(G)
     if test == "norm":
@@ -82,12 +82,16 @@ def next_batch_size(ratio: float, b: int, eta: float, max_batch: int) -> int:
     >>> next_batch_size(1.0, 4, 0.5, 100), next_batch_size(0.1, 4, 0.5, 100), next_batch_size(9.0, 4, 0.5, 100)
     (16, 4, 100)
     """
-    if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, (int, float, np.floating)) or not ratio >= 0:
+    number = isinstance(ratio, (int, float, np.floating))
+    number = number and not isinstance(ratio, (bool, np.bool_))
+    if not number or not ratio >= 0:
         raise ValueError(f"ratio must be a number >= 0 (inf allowed), got {ratio!r}")
     b, eta = check_int(b, "b", low=1), check_positive(eta, "eta")
     max_batch = check_int(max_batch, "max_batch", low=b)
     want = b * ratio / eta ** 2
-    return int(max_batch) if not math.isfinite(want) else int(min(max_batch, max(b, math.ceil(want))))
+    if not math.isfinite(want):
+        return int(max_batch)
+    return int(min(max_batch, max(b, math.ceil(want))))
 
 
 # --------------------------------------------------------------------------- the two updates
@@ -129,9 +133,10 @@ _UPDATES = {"norm": (adagrad_norm_step, adagrad_norm_state), "coordinate": (adag
 
 # --------------------------------------------------------------------------- the method
 
-def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int, max_samples: int,
-              eta=0.5, test="norm", update: str = "norm", v0: float = 1e-2, max_batch=None, n_iters=None,
-              f=None, grad=None, n_log: int = 40, rng=None, callback=None):
+def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int,
+              max_samples: int, eta=0.5, test="norm", update: str = "norm",
+              v0: float = 1e-2, max_batch=None, n_iters=None, f=None, grad=None,
+              n_log: int = 40, rng=None, callback=None):
     r"""AdaGrad-Norm or AdaGrad whose batch grows when the sampled gradient variance is large (AdAdaGrad).
 
     A small batch is cheap but noisy; the test watches the per-sample gradients of each batch and
@@ -206,9 +211,11 @@ def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int
 
     Examples
     --------
-    Softmax regression on digits, from a batch of 4 with the norm test: the batch grows, never shrinks,
-    and the budget of 5000 per-sample gradients is respected.
+    Softmax regression on digits (:func:`optlab.stochastic.adadagrad_problems.digits_softmax`), from a
+    batch of 4 with the norm test: the batch grows, never shrinks, and the budget of 5000 per-sample
+    gradients is respected.
 
+    >>> from optlab.stochastic.adadagrad_problems import digits_softmax
     >>> p = digits_softmax()
     >>> res = adadagrad(p.info["per_sample_grad"], p.x0, n_samples=p.info["n"], lr=0.5, batch_size=4,
     ...                 max_samples=5000, f=p.f, rng=0)
@@ -217,7 +224,8 @@ def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int
     """
     x = check_array(x0, "x0", ndim=1)
     n = check_int(n_samples, "n_samples", low=2)
-    lr, v0, eta = check_positive(lr, "lr"), check_positive(v0, "v0"), check_positive(eta, "eta")
+    lr, v0 = check_positive(lr, "lr"), check_positive(v0, "v0")
+    eta = check_positive(eta, "eta")
     if test is not None:
         check_choice(test, "test", ["norm", "coordinate"])
     step_fn, init_state = _UPDATES[check_choice(update, "update", list(_UPDATES))]
@@ -225,13 +233,16 @@ def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int
     b = check_int(batch_size, "batch_size", low=1 if test is None else 2, high=cap)
     budget = check_int(max_samples, "max_samples", low=b)
     n_iters = budget // b if n_iters is None else check_int(n_iters, "n_iters", low=1)
-    check_callable(per_sample_grad, "per_sample_grad", signature="(x, idx) -> (len(idx), d)")
+    check_callable(per_sample_grad, "per_sample_grad",
+                   signature="(x, idx) -> (len(idx), d)")
     check_callable(f, "f", optional=True)
     check_callable(grad, "grad", optional=True)
     n_log, rng = check_int(n_log, "n_log", low=2), as_rng(rng)
-    trace = Trace("adadagrad", {"lr": lr, "batch_size": b, "eta": eta, "test": test, "update": update, "v0": v0,
-                                "max_batch": cap, "max_samples": budget}, callback)
-    marks = iter(np.unique(np.geomspace(1, budget, n_log).astype(int)).tolist() + [math.inf])
+    settings = {"lr": lr, "batch_size": b, "eta": eta, "test": test, "update": update,
+                "v0": v0, "max_batch": cap, "max_samples": budget}
+    trace = Trace("adadagrad", settings, callback)
+    marks = np.unique(np.geomspace(1, budget, n_log).astype(int)).tolist()
+    marks = iter(marks + [math.inf])
     mark, used, state = next(marks), 0, init_state(x)
     sizes, seen, ratios, errors = [], [], [], []
 
@@ -253,7 +264,8 @@ def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int
         g = G.mean(axis=0)
         if grad is not None:
             full = check_oracle(grad, "grad", x)
-            errors.append(float(np.sum((g - full) ** 2) / max(np.sum(full ** 2), np.finfo(float).tiny)))
+            den = max(np.sum(full ** 2), np.finfo(float).tiny)
+            errors.append(float(np.sum((g - full) ** 2) / den))
         ratio = estimated_error(G, test) if test is not None and b < cap else math.nan
         x, state = step_fn(x, g, state, lr=lr, v0=v0)
         used += b
@@ -268,10 +280,12 @@ def adadagrad(per_sample_grad, x0, *, n_samples: int, lr: float, batch_size: int
             if record(t + 1):
                 break
     n_done = len(sizes)
-    if trace.message is None and not trace.stopped_by_callback and trace.history["t"][-1] < n_done:
+    ended = trace.message is None and not trace.stopped_by_callback
+    if ended and trace.history["t"][-1] < n_done:
         record(n_done)  # the last step, when n_iters (not the budget) ended the run
     finite = trace.message is None and f is not None
-    extras = {"batch_sizes": np.array(sizes, dtype=int), "samples": np.array(seen, dtype=int),
+    extras = {"batch_sizes": np.array(sizes, dtype=int),
+              "samples": np.array(seen, dtype=int),
               "est_error": np.array(ratios, dtype=float)}
     if grad is not None:
         extras["rel_error"] = np.array(errors)
@@ -338,121 +352,3 @@ def torch_optimizer(name: str, params, **hyperparameters):
             return loss
 
     return AdaGradNorm(params, **hyperparameters)
-
-
-# --------------------------------------------------------------------------- the chapter's problems
-
-def _digits(test_size, rng):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    seed = int(as_rng(rng).integers(2**31 - 1))
-    return train_test_split(X / 16.0, y, test_size=check_int(test_size, "test_size", low=10, high=1000),
-                            stratify=y, random_state=seed)
-
-
-def digits_softmax(l2: float = 1e-3, test_size: int = 360, rng=0) -> Problem:
-    r"""Softmax regression on digits: :math:`F(x) = \frac1n\sum_i -\log p_{y_i}(z_i) + \frac{\lambda}{2}\|x\|^2`.
-
-    :math:`z_i` is the image (pixels scaled to [0, 1]) with a 1 appended, :math:`x` the (65, 10) weights
-    flattened (d = 650), :math:`p = \mathrm{softmax}(W^\top z)`. Per-sample gradients in closed form,
-    :math:`\nabla f_i = \mathrm{vec}(z_i (p_i - e_{y_i})^\top) + \lambda x`; ``info``: ``per_sample_grad``,
-    ``n``, ``accuracy(x, split)``. ``L`` is the bound :math:`\lambda_{\max}(Z^\top Z)/(2n) + \lambda`.
-    """
-    lam = check_real(l2, "l2", low=0.0)
-    Xtr, Xte, ytr, yte = _digits(test_size, rng)
-    data = {"train": (np.hstack([Xtr, np.ones((len(Xtr), 1))]), ytr),
-            "test": (np.hstack([Xte, np.ones((len(Xte), 1))]), yte)}
-    Z, y = data["train"]
-    n, p, K = Z.shape[0], Z.shape[1], 10
-    Y = np.eye(K)[y]
-
-    def probs(x, Zs):
-        s = Zs @ x.reshape(p, K)
-        e = np.exp(s - s.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-    def f(x):
-        P = probs(x, Z)
-        return float(-np.mean(np.log(P[np.arange(n), y])) + lam / 2 * x @ x)
-
-    def grad(x):
-        return (Z.T @ (probs(x, Z) - Y)).ravel() / n + lam * x
-
-    def per_sample_grad(x, idx):
-        R = probs(x, Z[idx]) - Y[idx]
-        return (Z[idx][:, :, None] * R[:, None, :]).reshape(len(idx), p * K) + lam * x
-
-    def sample_loss(x, i):
-        P = probs(x, Z[i:i + 1])
-        return float(-np.log(P[0, y[i]]) + lam / 2 * x @ x)
-
-    def accuracy(x, split="test"):
-        Zs, ys = data[check_choice(split, "split", ["train", "test"])]
-        return float(np.mean(np.argmax(Zs @ x.reshape(p, K), axis=1) == ys))
-
-    L = float(np.linalg.eigvalsh(Z.T @ Z).max() / (2 * n) + lam)
-    return Problem("digits_softmax", f=f, grad=grad, x0=np.zeros(p * K), L=L, mu=lam,
-                   info={"per_sample_grad": per_sample_grad, "n": n, "accuracy": accuracy, "l2": lam,
-                         "train": data["train"], "sample_loss": sample_loss})
-
-
-def digits_mlp(hidden: int = 32, l2: float = 1e-4, test_size: int = 360, rng=0) -> Problem:
-    r"""A 64-``hidden``-10 tanh network on digits, cross-entropy plus :math:`\frac{\lambda}{2}\|x\|^2`, float64 torch.
-
-    ``x`` is the flat vector of the weights and biases; ``x0`` is drawn with variance 1/fan-in from ``rng``.
-    Per-sample gradients with ``torch.func`` (``vmap`` of ``grad`` of the one-sample loss); ``info``:
-    ``per_sample_grad``, ``n``, ``accuracy(x, split)``, ``unflatten``. Needs torch.
-    """
-    import torch
-    from torch.func import functional_call, vmap
-    from torch.func import grad as fgrad
-
-    hidden, lam = check_int(hidden, "hidden", low=1), check_real(l2, "l2", low=0.0)
-    Xtr, Xte, ytr, yte = _digits(test_size, rng)
-    net = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 10)).double()
-    shapes = {k: v.shape for k, v in net.named_parameters()}
-    sizes = [math.prod(s) for s in shapes.values()]
-    data = {s: (torch.tensor(X), torch.tensor(y)) for s, X, y in (("train", Xtr, ytr), ("test", Xte, yte))}
-    Z, y = data["train"]
-
-    def unflatten(x):
-        x = torch.as_tensor(x, dtype=torch.float64)
-        return {k: c.view(s) for (k, s), c in zip(shapes.items(), torch.split(x, sizes))}
-
-    def loss(params, z, t):
-        out = functional_call(net, params, (z,))
-        reg = sum((w * w).sum() for w in params.values())
-        return torch.nn.functional.cross_entropy(out, t) + lam / 2 * reg
-
-    def one(params, z, t):
-        return loss(params, z[None], t[None])
-
-    per_sample = vmap(fgrad(one), in_dims=(None, 0, 0))
-
-    def f(x):
-        with torch.no_grad():
-            return float(loss(unflatten(x), Z, y))
-
-    def grad(x):
-        gs = fgrad(loss)(unflatten(x), Z, y)
-        return torch.cat([v.reshape(-1) for v in gs.values()]).numpy()
-
-    def per_sample_grad(x, idx):
-        idx = torch.as_tensor(idx)
-        gs = per_sample(unflatten(x), Z[idx], y[idx])
-        return torch.cat([v.reshape(len(idx), -1) for v in gs.values()], dim=1).numpy()
-
-    def accuracy(x, split="test"):
-        Zs, ys = data[check_choice(split, "split", ["train", "test"])]
-        with torch.no_grad():
-            return float((functional_call(net, unflatten(x), (Zs,)).argmax(1) == ys).double().mean())
-
-    gen = as_rng(rng)
-    fan_in = {"0.weight": 64, "0.bias": 64, "2.weight": hidden, "2.bias": hidden}
-    x0 = np.concatenate([gen.standard_normal(math.prod(s)) / math.sqrt(fan_in[k]) for k, s in shapes.items()])
-    return Problem(f"digits_mlp(hidden={hidden})", f=f, grad=grad, x0=x0,
-                   info={"per_sample_grad": per_sample_grad, "n": len(y), "accuracy": accuracy, "l2": lam,
-                         "train": (Xtr, ytr), "unflatten": unflatten,
-                         "sample_loss": lambda params, i: one(params, Z[i], y[i])})

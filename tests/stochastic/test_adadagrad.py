@@ -1,4 +1,5 @@
-"""Tests of optlab.stochastic.adadagrad, cheapest first; the chapter's claim on other seeds and wrong variants."""
+"""Tests of optlab.stochastic.adadagrad (and its problems, adadagrad_problems), cheapest first; the chapter's
+claim on other seeds and wrong variants."""
 import math
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from optlab.claims import ClaimFailed
 from optlab.core import as_rng
 from optlab.stochastic import adadagrad as ad
+from optlab.stochastic import adadagrad_problems as adp
 from optlab.testing import check_bad_inputs, check_grad, check_method_contract
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,13 +25,13 @@ SIZES = {"BUDGET_EPOCHS": 45}
 
 @pytest.fixture(scope="module")
 def softmax():
-    return ad.digits_softmax()
+    return adp.digits_softmax()
 
 
 @pytest.fixture(scope="module")
 def mlp():
     pytest.importorskip("torch")
-    return ad.digits_mlp(hidden=8)
+    return adp.digits_mlp(hidden=8)
 
 
 def quadratic_sum(a):
@@ -287,7 +289,7 @@ BAD_INPUT = {
     "torch_optimizer": (lambda **kw: ad.torch_optimizer(**kw),
                         dict(name="adagrad", params=[np.zeros(1)], lr=0.1), {"name": ["adam"], "lr": [0.0, -1.0]},
                         ("params",)),
-    "digits_softmax": (ad.digits_softmax, dict(l2=1e-3), {"l2": [-1.0, np.nan], "test_size": [5, 2000],
+    "digits_softmax": (adp.digits_softmax, dict(l2=1e-3), {"l2": [-1.0, np.nan], "test_size": [5, 2000],
                                                           "rng": [-1]}, ()),
 }
 
@@ -303,7 +305,7 @@ def test_bad_input_gives_clear_errors(row):
 
 def test_bad_input_of_digits_mlp():
     pytest.importorskip("torch")
-    assert check_bad_inputs(ad.digits_mlp, dict(hidden=2), {"hidden": [0, 2.5], "l2": [-1.0]}) > 0
+    assert check_bad_inputs(adp.digits_mlp, dict(hidden=2), {"hidden": [0, 2.5], "l2": [-1.0]}) > 0
 
 
 # --- the chapter's claim: other seeds and sizes, and wrong variants that must fail it ------------
