@@ -166,6 +166,15 @@ def source_of(page: str) -> Path | None:
     return None
 
 
+def page_has_math_source(page: str) -> bool:
+    """Whether a page's source has math (dollar signs or a math directive), so MathJax must load."""
+    src = source_of(page)
+    if src is None:
+        return True
+    text = src.read_text()
+    return "$" in text or "{math}" in text
+
+
 def repo_url() -> str:
     return _book.config()["repository"]["url"].rstrip("/")
 
@@ -562,7 +571,9 @@ def page_problems(tab: Tab, page: str) -> list[str]:
     screenshot(p, shot_name(page))
 
     # Math, offline.
-    if mathjax != "ok":
+    # Sphinx loads MathJax only on pages with math; a page without math (a part's opening
+    # page, say) needs none, and raw TeX left in its prose is caught below.
+    if mathjax != "ok" and (info["mathElements"] or page_has_math_source(page)):
         problems.append(f"MathJax: {mathjax}")
     if info["mathElements"] and not info["mjx"]:
         problems.append(f"{info['mathElements']} math elements but no mjx-container: MathJax typeset nothing")
