@@ -20,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Problem, Trace, as_rng, check_oracle
-from ..validate import (check_array, check_bool, check_callable, check_choice, check_int,
-                        check_positive, check_real)
+from ..validate import check_array, check_bool, check_callable, check_choice, check_int, check_positive, check_real
 
 __all__ = ["sketched_newton", "block_kaczmarz", "logistic_problem", "hs_problem"]
 
@@ -329,19 +328,19 @@ _HS = {  # Hock and Schittkowski (1981): f, grad, c, jac, Hessian of L, x0, f*
     "hs6": (lambda x: (1 - x[0]) ** 2, lambda x: np.array([-2 * (1 - x[0]), 0.0]),
             lambda x: np.array([10 * (x[1] - x[0] ** 2)]),
             lambda x: np.array([[-20 * x[0], 10.0]]),
-            lambda x, l: np.diag([2.0 - 20 * l[0], 0.0]), [-1.2, 1.0], 0.0),
+            lambda x, lam: np.diag([2.0 - 20 * lam[0], 0.0]), [-1.2, 1.0], 0.0),
     "hs7": (lambda x: np.log(1 + x[0] ** 2) - x[1],
             lambda x: np.array([2 * x[0] / (1 + x[0] ** 2), -1.0]),
             lambda x: np.array([(1 + x[0] ** 2) ** 2 + x[1] ** 2 - 4]),
             lambda x: np.array([[4 * x[0] * (1 + x[0] ** 2), 2 * x[1]]]),
-            lambda x, l: np.diag([2 * (1 - x[0] ** 2) / (1 + x[0] ** 2) ** 2
-                                  + l[0] * (4 + 12 * x[0] ** 2), 2 * l[0]]),
+            lambda x, lam: np.diag([2 * (1 - x[0] ** 2) / (1 + x[0] ** 2) ** 2
+                                  + lam[0] * (4 + 12 * x[0] ** 2), 2 * lam[0]]),
             [2.0, 2.0], -np.sqrt(3.0)),
     "hs28": (lambda x: (x[0] + x[1]) ** 2 + (x[1] + x[2]) ** 2,
              lambda x: 2 * np.array([x[0] + x[1], x[0] + 2 * x[1] + x[2], x[1] + x[2]]),
              lambda x: np.array([x[0] + 2 * x[1] + 3 * x[2] - 1]),
              lambda x: np.array([[1.0, 2.0, 3.0]]),
-             lambda x, l: np.array([[2.0, 2, 0], [2, 4, 2], [0, 2, 2]]), [-4.0, 1, 1], 0.0),
+             lambda x, lam: np.array([[2.0, 2, 0], [2, 4, 2], [0, 2, 2]]), [-4.0, 1, 1], 0.0),
 }
 
 

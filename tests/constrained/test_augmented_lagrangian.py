@@ -99,7 +99,7 @@ def test_exact_solve_takes_the_newton_step_on_a_quadratic():
 
 def test_logistic_problem_feasible_rhs():
     p = al.logistic_problem(4)
-    A, b = p.info["A"], p.info["b"]
+    A = p.info["A"]
     assert A.shape == (10, 30) and p.info["offset"] < 1.0, "b = A u with ||u|| = 1 is consistent with the sphere"
     g = al.logistic_problem(11, rhs="gaussian")
     assert g.info["offset"] > 1.0, "this Gaussian draw has an empty feasible set"
