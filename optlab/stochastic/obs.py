@@ -5,7 +5,7 @@ is a rank-:math:`m` correction of :math:`\lambda I`: :func:`static_inverse` chai
 Sherman-Morrison steps (:math:`O(dm^2)` once), after which :math:`F^{-1}x` costs :math:`O(dm)`
 and one entry of :math:`F^{-1}` :math:`O(m)` (:class:`StaticInverse`); :func:`dense_ihvp` is the
 :math:`O(d^3)` reference.  Removing weight :math:`q` from a model whose loss is locally
-:math:`\frac12\delta w^\top F\,\delta w` costs at least :math:`\rho_q = w_q^2/(2[F^{-1}]_{qq})`,
+:math:`\frac12\delta w^\top F\,\delta w` costs at least :math:`\mathcal S_q = w_q^2/(2[F^{-1}]_{qq})`,
 reached by the update :math:`\delta w = -(w_q/[F^{-1}]_{qq})F^{-1}e_q` (OBS): with the static
 inverse, the diagonal and one product serve all the weights removed at once.  :func:`obs_prune`
 repeats this in prune-and-recompute steps, :func:`magnitude_prune` is the baseline and
@@ -102,12 +102,12 @@ def static_inverse(grads, damp: float, *, block: int = 32) -> StaticInverse:
     >>> bool(np.allclose(inv.ihvp(np.ones(3)), np.linalg.solve(F, np.ones(3))))
     True
     """
-    G = np.ascontiguousarray(check_array(grads, "grads", ndim=2))  # rows contiguous: faster
+    G = np.ascontiguousarray(check_array(grads, "grads", ndim=2))  # rows contiguous
     lam, block = check_positive(damp, "damp"), check_int(block, "block", low=1)
     m = G.shape[0]
     V, denom = np.empty_like(G), np.empty(m)
     for s in range(0, m, block):
-        e = min(s + block, m)            # rows s..e-1: first the terms j < s, all at once
+        e = min(s + block, m)            # rows s..e-1: first the terms j < s at once
         V[s:e] = G[s:e] / lam - ((G[s:e] @ V[:s].T) / denom[:s]) @ V[:s]
         for i in range(s, e):            # then the terms s <= j < i, one by one
             V[i] -= ((V[s:i] @ G[i]) / denom[s:i]) @ V[s:i]
@@ -174,10 +174,12 @@ def obs_step(w, grads, mask, n_drop: int, *, damp: float, fisher: str = "mfac"):
     """
     w, G = as_array(w, "w"), check_array(grads, "grads", ndim=2)
     if G.shape[1] != w.size:
-        raise ValueError(f"grads must have one column per weight ({w.size}), got shape {G.shape}")
+        raise ValueError(f"grads must have one column per weight ({w.size}), "
+                         f"got shape {G.shape}")
     keep = _mask(mask, w.size, "mask")
     n_drop = check_int(n_drop, "n_drop", low=0, high=int(keep.sum()))
-    lam, fisher = check_positive(damp, "damp"), check_choice(fisher, "fisher", ("mfac", "diagonal"))
+    lam = check_positive(damp, "damp")
+    fisher = check_choice(fisher, "fisher", ("mfac", "diagonal"))
     idx = np.flatnonzero(keep)
     wa, Ga = w[idx], G[:, idx]
     inv = static_inverse(Ga, lam) if fisher == "mfac" else None
@@ -185,7 +187,7 @@ def obs_step(w, grads, mask, n_drop: int, *, damp: float, fisher: str = "mfac"):
     drop = np.argsort(wa ** 2 / (2 * diag), kind="stable")[:n_drop]
     c = np.zeros_like(wa)
     c[drop] = wa[drop] / diag[drop]
-    wa = wa - (inv.ihvp(c) if inv else diag * c)   # the single-weight OBS updates, summed
+    wa = wa - (inv.ihvp(c) if inv else diag * c)   # single-weight updates, summed
     wa[drop] = 0.0
     w[idx], keep[idx[drop]] = wa, False
     return w, keep
@@ -226,7 +228,7 @@ def obs_prune(grads, w0, *, sparsity: float, damp: float, n_steps: int = 10, fis
     Notes
     -----
     Step :math:`j` reaches sparsity :math:`1 - (1-s)^{j/n}` by removing the weights of least
-    :math:`\rho_q = w_q^2/(2[F^{-1}]_{qq})` and adding :math:`-F^{-1}c` with
+    :math:`\mathcal S_q = w_q^2/(2[F^{-1}]_{qq})` and adding :math:`-F^{-1}c` with
     :math:`c_q = w_q/[F^{-1}]_{qq}` on the removed ones: the sum of their single-weight OBS
     updates, exact for one weight, an approximation for many (the official code does the same).
     Cost per step: one batch of gradients, :math:`O(dm^2)` for the inverse, :math:`O(dm)` for the rest.
