@@ -306,19 +306,21 @@ TIMED = ("dense", "static", "dynamic")
 
 
 def ihvp_times(dims, *, n_grads: int = 32, damp: float = 1e-3, repeats: int = 3, inner: int = 10,
-               dense_max: int = 4000, rng=0) -> dict:
+               budget: float = 0.25, dense_max: int = 4000, rng=0) -> dict:
     r"""Best wall-clock seconds of one inverse-Fisher product for each dimension, by each method of :data:`TIMED`.
 
-    The dense solve is timed ``repeats`` times per dimension, the M-FAC products (under a
-    millisecond at these sizes) ``repeats * inner`` times; every repeat times all dimensions in
-    one series (``for repeat: for d: for method``), so that a burst of load on the machine hits
-    all sizes alike.  Dimensions above ``dense_max`` skip the dense solve (NaN).  Returns
+    Every repeat times all dimensions in one series (``for repeat: for d: for method``), so that a
+    burst of load on the machine hits all sizes alike; within a repeat each method is called up to
+    ``inner`` times, until ``budget`` seconds are spent (the dense solve at large ``d`` once, the
+    sub-millisecond M-FAC products ``inner`` times).  The result is the best of at least ``repeats``
+    calls.  Dimensions above ``dense_max`` skip the dense solve (NaN).  Returns
     ``{method: array of seconds}``; the gradients are standard normal, drawn from ``rng``.
     """
     dims = [check_int(d, "dims", low=1) for d in np.atleast_1d(dims)]
     m, lam = check_int(n_grads, "n_grads", low=1), check_positive(damp, "damp")
     repeats, inner = check_int(repeats, "repeats", low=1), check_int(inner, "inner", low=1)
-    dense_max, gen = check_int(dense_max, "dense_max", low=0), as_rng(rng)
+    budget, dense_max = check_real(budget, "budget", low=0.0), check_int(dense_max, "dense_max", low=0)
+    gen = as_rng(rng)
     data = {d: (gen.standard_normal((m + 1, d)), gen.standard_normal(d)) for d in dims}
     windows = {}
     for d, (G, _) in data.items():
@@ -335,8 +337,10 @@ def ihvp_times(dims, *, n_grads: int = 32, damp: float = 1e-3, repeats: int = 3,
                 if k == "dense" and d > dense_max:
                     best[k][j] = np.nan
                     continue
-                for _ in range(1 if k == "dense" else inner):
+                spent, calls = 0.0, 0
+                while calls < inner and (calls == 0 or spent < budget):
                     start = time.perf_counter()
                     runs[k](d)
-                    best[k][j] = min(best[k][j], time.perf_counter() - start)
+                    elapsed = time.perf_counter() - start
+                    best[k][j], spent, calls = min(best[k][j], elapsed), spent + elapsed, calls + 1
     return best

@@ -354,7 +354,7 @@ BAD_INPUT = {
               "rng": [-1], "callback": [3]}, ()),
     "ihvp_times": (mod.ihvp_times, dict(dims=[20, 40], n_grads=3, repeats=1, inner=1),
                    {"dims": [[0, 10], [2.5]], "n_grads": [0], "damp": [0.0], "repeats": [0], "inner": [0],
-                    "dense_max": [-1], "rng": ["seed"]}, ("dims",)),
+                    "budget": [-1.0], "dense_max": [-1], "rng": ["seed"]}, ("dims",)),
 }
 
 
