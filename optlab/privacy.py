@@ -47,7 +47,7 @@ References
 M. Bun and T. Steinke, Concentrated differential privacy: simplifications, extensions, and lower
 bounds, TCC 2016, arXiv:1605.02065 (``bun2016concentrated``).
 C. Canonne, G. Kamath and T. Steinke, The discrete Gaussian for differential privacy, NeurIPS 2020,
-arXiv:2004.00010 (``canonne2020discrete``): the tight conversion (their Proposition 12).
+arXiv:2004.00010 (``canonne2020discrete``): the tight conversion.
 B. Balle and Y.-X. Wang, Improving the Gaussian mechanism for differential privacy, ICML 2018,
 arXiv:1805.06530 (``balle2018improving``): the exact curve of the Gaussian mechanism.
 
@@ -202,7 +202,7 @@ def gaussian_mechanism(values, sensitivity: float, rho: float, rng=None):
 
 
 def gaussian_delta(sigma: float, epsilon: float, sensitivity: float = 1.0) -> float:
-    r"""The exact :math:`\delta(\varepsilon)` of one Gaussian mechanism (Balle and Wang, 2018, Theorem 8).
+    r"""The exact :math:`\delta(\varepsilon)` of one Gaussian mechanism (Balle and Wang, 2018).
 
     :math:`\delta = \Phi\big(\tfrac{\Delta}{2\sigma} - \tfrac{\varepsilon\sigma}{\Delta}\big)
     - e^{\varepsilon}\,\Phi\big(-\tfrac{\Delta}{2\sigma} - \tfrac{\varepsilon\sigma}{\Delta}\big)`,

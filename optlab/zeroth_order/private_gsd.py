@@ -24,9 +24,7 @@ Book: chapters/zeroth_order/private_gsd.ipynb
 """
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,118 +39,10 @@ from ..validate import (
     check_real,
     describe,
 )
+from .queries import Workload, _workload, workload
 
 __all__ = ["Workload", "workload", "l2_sensitivity", "budget", "measure", "random_datasets", "fitness_delta",
            "survivors", "gsd", "private_gsd"]
-
-
-@dataclass(frozen=True)
-class Workload:
-    r"""2-way histograms over the columns of a table: which cell each row falls in, and the answers.
-
-    ``cards[c]`` is the number of categories of column ``c``, or 0 for a numeric column in
-    ``[0, 1]``; ``histograms`` lists ``(i, j, b)``: columns ``i < j``, a numeric one cut into ``b``
-    equal bins (``b = 0`` when both are categorical).  Histogram ``h`` owns the query indices
-    ``offsets[h]`` to ``offsets[h] + sizes[h] - 1``; the cell of codes ``(v_i, v_j)`` is
-    ``offsets[h] + v_i * width_j + v_j``.  Use :func:`workload` to build every pair.
-    """
-
-    cards: tuple
-    histograms: tuple
-
-    def __post_init__(self):
-        if not isinstance(self.cards, tuple) or len(self.cards) < 2:
-            raise TypeError(f"cards must be a tuple of at least 2 ints, got {describe(self.cards)}")
-        cards = tuple(check_int(k, "cards", low=0) for k in self.cards)
-        if any(k == 1 for k in cards):
-            raise ValueError("cards must be 0 (a numeric column) or >= 2 (categories) for every column")
-        if not isinstance(self.histograms, tuple) or not self.histograms:
-            raise TypeError(f"histograms must be a non-empty tuple of (i, j, b), got {describe(self.histograms)}")
-        for hist in self.histograms:
-            if not (isinstance(hist, tuple) and len(hist) == 3):
-                raise TypeError(f"histograms must hold (i, j, b) triples, got {describe(hist)}")
-            i, j, b = (check_int(v, "histograms", low=0) for v in hist)
-            if not i < j < len(cards) or (b >= 2) != (0 in (cards[i], cards[j])):
-                raise ValueError(f"histograms: ({i}, {j}, {b}) needs columns i < j < {len(cards)} and b >= 2 "
-                                 "bins exactly when a numeric column is involved")
-        res = np.array([[0 if cards[c] else b for c in (i, j)] for i, j, b in self.histograms])
-        width = np.array([cards[j] or b for _, j, b in self.histograms])
-        sizes = np.array([(cards[i] or b) * (cards[j] or b) for i, j, b in self.histograms])
-        # per (column, histogram): a value becomes a code min(floor(v * scale), cap), a code moves the cell by mult
-        scale, cap, mult = (np.zeros((len(cards), len(sizes))) for _ in range(3))
-        for h, (i, j, _) in enumerate(self.histograms):
-            for c, r, m in ((i, res[h, 0], width[h]), (j, res[h, 1], 1)):
-                scale[c, h], cap[c, h], mult[c, h] = (r, r - 1, m) if r else (1, np.inf, m)
-        for name, value in (("_cols", np.array([h[:2] for h in self.histograms])), ("_res", res),
-                            ("_width", width), ("sizes", sizes), ("offsets", np.cumsum(sizes) - sizes),
-                            ("_scale", scale), ("_cap", cap), ("_mult", mult)):
-            object.__setattr__(self, name, value)
-
-    @property
-    def n_histograms(self) -> int:
-        return len(self.histograms)
-
-    @property
-    def n_queries(self) -> int:
-        return int(self.sizes.sum())
-
-    def is_range(self) -> np.ndarray:
-        """Per query: True for range queries (a numeric column involved), False for categorical marginals."""
-        return np.repeat(self._res.max(axis=1) > 0, self.sizes)
-
-    def check(self, X, name: str = "X", ndim: int = 2) -> np.ndarray:
-        """``X`` as a float table (or a stack of tables) of this domain: codes in ``0..k-1``, numbers in [0, 1]."""
-        X = check_array(X, name, ndim=ndim)
-        cards = np.array(self.cards)
-        if X.shape[-1] != len(cards):
-            raise ValueError(f"{name} must have {len(cards)} columns (the last axis), got shape {X.shape}")
-        cat = cards > 0
-        if np.any(X < 0) or np.any(X[..., ~cat] > 1) or np.any(X[..., cat] >= cards[cat]) \
-                or np.any(X[..., cat] != np.floor(X[..., cat])):
-            raise ValueError(f"{name} must hold integer codes 0..k-1 in categorical columns and values in [0, 1] "
-                             "in numeric ones")
-        return X
-
-    def cells(self, X) -> np.ndarray:
-        """The query index of each row's cell in each histogram, ``(len(X), n_histograms)``."""
-        V = self.check(X)[:, self._cols]                                     # (k, H, 2): the two columns
-        codes = np.where(self._res > 0, np.minimum(np.floor(V * self._res), self._res - 1), V).astype(np.int64)
-        return self.offsets + codes[..., 0] * self._width + codes[..., 1]
-
-    def answers(self, X) -> np.ndarray:
-        """All query answers of a data set: the share of its rows in each cell, ``(n_queries,)``."""
-        cells = self.cells(X)
-        return np.bincount(cells.ravel(), minlength=self.n_queries) / len(cells)
-
-    def _shift(self, cols, old_values, new_values) -> np.ndarray:
-        """How each row's cells move when its column ``cols[p]`` changes value (no checks: the inner loop)."""
-        scale, cap = self._scale.take(cols, axis=0), self._cap.take(cols, axis=0)
-        codes = np.minimum(np.floor(np.stack([old_values, new_values])[..., None] * scale), cap)
-        return ((codes[1] - codes[0]) * self._mult.take(cols, axis=0)).astype(np.int64)
-
-
-def workload(cards, resolutions=(2, 4, 8, 16)) -> Workload:
-    r"""Every 2-way histogram of a table: marginals of categorical pairs, range queries with numeric columns.
-
-    >>> w = workload((3, 2, 0), resolutions=(2, 4))
-    >>> w.n_histograms, w.n_queries, w.histograms[:2]
-    (5, 36, ((0, 1, 0), (0, 2, 2)))
-    """
-    if isinstance(cards, (str, bytes, dict)) or not np.iterable(cards):
-        raise TypeError(f"cards must be a sequence of ints (0 for a numeric column), got {describe(cards)}")
-    if isinstance(resolutions, (str, bytes, dict)) or not np.iterable(resolutions) or not len(resolutions):
-        raise TypeError(f"resolutions must be a non-empty sequence of ints >= 2, got {describe(resolutions)}")
-    cards = tuple(check_int(k, "cards", low=0) for k in cards)
-    res = tuple(check_int(b, "resolutions", low=2) for b in resolutions)
-    hists = [(i, j, b) for i, j in itertools.combinations(range(len(cards)), 2)
-             for b in (res if 0 in (cards[i], cards[j]) else (0,))]
-    return Workload(cards, tuple(hists))
-
-
-def _workload(w) -> Workload:
-    if not isinstance(w, Workload):
-        raise TypeError(f"w must be a Workload (see workload()), got {describe(w)}")
-    return w
 
 
 def l2_sensitivity(w: Workload, n: int) -> float:
@@ -182,7 +72,8 @@ def measure(w: Workload, data, rho: float, rng=None):
     Returns ``(noisy answers, sigma)``.
     """
     data = _workload(w).check(data, "data")
-    return privacy.gaussian_mechanism(w.answers(data), l2_sensitivity(w, len(data)), rho, rng)
+    sensitivity = l2_sensitivity(w, len(data))
+    return privacy.gaussian_mechanism(w.answers(data), sensitivity, rho, rng)
 
 
 def random_datasets(w: Workload, n_rows: int, n_sets: int, rng=None) -> np.ndarray:
@@ -193,12 +84,7 @@ def random_datasets(w: Workload, n_rows: int, n_sets: int, rng=None) -> np.ndarr
     return np.where(cards > 0, np.floor(U * cards), U)
 
 
-def fitness_delta(residual, old_cells, new_cells, n_rows: int) -> np.ndarray:
-    r"""Change of :math:`F = \|r\|^2`, :math:`r = q(D') - \hat a`, when a row moves from ``old_cells`` to ``new_cells``.
-
-    Per histogram whose cell changes, :math:`r_{new}` grows and :math:`r_{old}` shrinks by
-    :math:`1/N'`: :math:`\Delta F = \sum_h [c_h \ne o_h]\,(2(r_{c_h} - r_{o_h})/N' + 2/N'^2)`.
-    """
+def _check_move(residual, old_cells, new_cells):
     for name, cells in (("new_cells", new_cells), ("old_cells", old_cells)):
         if not (isinstance(cells, np.ndarray) and cells.dtype.kind in "iu"):
             raise TypeError(f"{name} must be an integer array of query indices, got {describe(cells)}")
@@ -206,22 +92,39 @@ def fitness_delta(residual, old_cells, new_cells, n_rows: int) -> np.ndarray:
         raise ValueError(f"old_cells and new_cells must have one shape, got {old_cells.shape} and {new_cells.shape}")
     if not (isinstance(residual, np.ndarray) and residual.ndim == 1 and residual.dtype.kind == "f"):
         raise TypeError(f"residual must be a 1-D float array, got {describe(residual)}")
-    step = 1.0 / check_int(n_rows, "n_rows", low=1)   # where c_h = o_h the residuals cancel: only the count is masked
+
+
+def fitness_delta(residual, old_cells, new_cells, n_rows: int) -> np.ndarray:
+    r"""Change of :math:`F = \|r\|^2`, :math:`r = q(D') - \hat a`, when a row moves from ``old_cells`` to ``new_cells``.
+
+    Per histogram whose cell changes, :math:`r_{new}` grows and :math:`r_{old}` shrinks by
+    :math:`1/N'`: :math:`\Delta F = \sum_h [c_h \ne o_h]\,(2(r_{c_h} - r_{o_h})/N' + 2/N'^2)`.
+    Rows of ``old_cells``/``new_cells`` are candidates (one cell index per histogram).
+    """
+    _check_move(residual, old_cells, new_cells)
+    step = 1.0 / check_int(n_rows, "n_rows", low=1)
+    # where c_h = o_h the two residuals cancel: only the count of moves needs a mask
     gain = np.sum(residual.take(new_cells) - residual.take(old_cells), axis=-1)
-    return 2 * step * gain + 2 * step ** 2 * np.count_nonzero(new_cells != old_cells, axis=-1)
+    moves = np.count_nonzero(new_cells != old_cells, axis=-1)
+    return 2 * step * gain + 2 * step ** 2 * moves
 
 
-def survivors(archive_fitness, candidate_fitness, n_elite: int) -> np.ndarray:
-    """Elitism: the ``n_elite`` best of the archive and the candidates together (indices, best first)."""
+def _check_fitness(archive_fitness, candidate_fitness, n_elite):
     for name, f in (("archive_fitness", archive_fitness), ("candidate_fitness", candidate_fitness)):
         if not (isinstance(f, np.ndarray) and f.ndim == 1 and f.dtype.kind == "f"):
             raise TypeError(f"{name} must be a 1-D float array, got {describe(f)}")
     check_int(n_elite, "n_elite", low=1, high=len(archive_fitness) + len(candidate_fitness))
-    return np.argsort(np.concatenate([archive_fitness, candidate_fitness]), kind="stable")[:n_elite]
 
 
-def gsd(w: Workload, target, x0, *, population: int = 100, crossover: float = 0.5, n_iters: int = 2000,
-        rng=None, callback=None):
+def survivors(archive_fitness, candidate_fitness, n_elite: int) -> np.ndarray:
+    """Elitism: the ``n_elite`` best of the archive and the candidates together (indices, best first)."""
+    _check_fitness(archive_fitness, candidate_fitness, n_elite)
+    everyone = np.concatenate([archive_fitness, candidate_fitness])
+    return np.argsort(everyone, kind="stable")[:n_elite]
+
+
+def gsd(w: Workload, target, x0, *, population: int = 100, crossover: float = 0.5,
+        n_iters: int = 2000, rng=None, callback=None):
     r"""The genetic search of Private-GSD: an elitist GA over synthetic data sets with sparse fitness updates.
 
     Each generation builds ``population`` candidates from the current best data set, each
@@ -277,61 +180,71 @@ def gsd(w: Workload, target, x0, *, population: int = 100, crossover: float = 0.
     """
     target = check_array(target, "target", shape=(_workload(w).n_queries,))
     archive = w.check(x0, "x0", ndim=3)
-    population, n_iters = check_int(population, "population", low=1), check_int(n_iters, "n_iters", low=1)
+    population = check_int(population, "population", low=1)
+    n_iters = check_int(n_iters, "n_iters", low=1)
     crossover = check_probability(crossover, "crossover")
     check_callable(callback, "callback", optional=True, signature="record -> bool")
     rng = as_rng(rng)
     n_elite, n_rows, d = archive.shape
     n_mut, cards = population - round(crossover * population), np.array(w.cards)
-    trace = Trace("private_gsd", {"population": population, "crossover": crossover, "n_elite": n_elite,
-                                  "n_rows": n_rows, "n_iters": n_iters}, callback)
+    params = {"population": population, "crossover": crossover, "n_elite": n_elite,
+              "n_rows": n_rows, "n_iters": n_iters}
+    trace = Trace("private_gsd", params, callback)
     archive_fitness = np.array([np.sum((w.answers(a) - target) ** 2) for a in archive])
     trace.count("fitness", n_elite)
-    best = int(np.argmin(archive_fitness))                   # the slot of the best elite
-    X = archive[best].copy()                                 # the current best, D'_t
-    cells, residual = w.cells(X), w.answers(X) - target      # r = q(D'_t) - a_hat
+    best = int(np.argmin(archive_fitness))            # the slot of the best elite
+    X = archive[best].copy()                          # the current best, D'_t
+    cells = w.cells(X)                                # each row's cell per histogram
+    residual = w.answers(X) - target                  # r = q(D'_t) - a_hat
     F = archive_fitness[best]
     stopped = trace.log(0, f=F, improved=0.0, crossover=0.0)
     done = 0
     for t in range(0 if stopped else n_iters):
-        rows, cols = rng.integers(n_rows, size=population), rng.integers(d, size=population)
-        u = rng.random(population)                           # mutation: a uniform value of the column
+        # ask: one cell per candidate, a mutation or a crossover
+        rows = rng.integers(n_rows, size=population)
+        cols = rng.integers(d, size=population)
+        u = rng.random(population)                    # mutation: a uniform value
         values = np.where(cards[cols] > 0, np.floor(u * cards[cols]), u)
-        donors = rng.integers(n_elite, size=population - n_mut)  # crossover: a cell of an elite row
-        values[n_mut:] = archive[donors, rng.integers(n_rows, size=population - n_mut), cols[n_mut:]]
-        old_cells = cells.take(rows, axis=0)                 # the cells of the rows before the change
+        donors = rng.integers(n_elite, size=population - n_mut)
+        donor_rows = rng.integers(n_rows, size=population - n_mut)
+        values[n_mut:] = archive[donors, donor_rows, cols[n_mut:]]   # crossover
+        # fitness of every candidate from the queries its one row touches
+        old_cells = cells.take(rows, axis=0)
         new_cells = old_cells + w._shift(cols, X[rows, cols], values)
         candidate_fitness = F + fitness_delta(residual, old_cells, new_cells, n_rows)
         trace.count("fitness", population)
+        # tell: the E best of archive and candidates survive
         keep = survivors(archive_fitness, candidate_fitness, n_elite)
         entering = keep[keep >= n_elite] - n_elite
-        if len(entering):                                    # candidates take the slots of dropped elites
+        if len(entering):                             # entrants take the dropped slots
             free = np.ones(n_elite, dtype=bool)
             free[keep[keep < n_elite]] = False
             free = np.flatnonzero(free)
-            for slot, p in zip(free, entering):              # one copy of a data set per entrant
+            for slot, p in zip(free, entering):       # one copy of a data set each
                 archive[slot] = X
                 archive[slot, rows[p], cols[p]] = values[p]
             archive_fitness[free] = candidate_fitness[entering]
         improved = keep[0] >= n_elite
-        if improved:                                         # move to the best candidate: update r sparsely
+        if improved:                                  # move to the best candidate
             p, best = entering[0], free[0]
             X[rows[p], cols[p]] = values[p]
             cells[rows[p]] = new_cells[p]
-            moved = old_cells[p] != new_cells[p]             # one cell per histogram: no repeated index
+            moved = old_cells[p] != new_cells[p]      # one cell per histogram
             residual[old_cells[p, moved]] -= 1.0 / n_rows
             residual[new_cells[p, moved]] += 1.0 / n_rows
             F = candidate_fitness[p]
-        elif keep[0] != best:                                # an older elite is best (not under elitism)
-            best = keep[0]
+        elif keep[0] != best:                         # an older elite is best (never
+            best = keep[0]                            # under elitism): recompute
             X, F = archive[best].copy(), archive_fitness[best]
             cells, residual = w.cells(X), w.answers(X) - target
         done = t + 1
-        if trace.log(done, f=F, improved=float(improved), crossover=float(improved and entering[0] >= n_mut)):
+        by_crossover = float(improved and entering[0] >= n_mut)
+        if trace.log(done, f=F, improved=float(improved), crossover=by_crossover):
             break
     answers, order = w.answers(X), np.argsort(archive_fitness, kind="stable")
-    return trace.result(X, F, n_iters=done, archive=archive[order], archive_fitness=archive_fitness[order],
-                        answers=answers, fitness_exact=float(np.sum((answers - target) ** 2)))
+    return trace.result(X, F, n_iters=done, archive=archive[order],
+                        archive_fitness=archive_fitness[order], answers=answers,
+                        fitness_exact=float(np.sum((answers - target) ** 2)))
 
 
 def private_gsd(data, w: Workload, *, epsilon: float, delta: float, n_rows: int, n_elite: int = 5,

@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 from .. import privacy
 from ..baselines import adam_state, adam_step
 from ..core import Trace, as_rng, as_schedule, step_at
 from ..validate import check_array, check_int, check_positive, check_real, describe
-from .private_gsd import Workload, _workload
+from .queries import Workload, _workload
 
 __all__ = ["correlated_data", "query_errors", "independent", "relaxed_answers", "relaxed_projection"]
 
@@ -112,39 +113,99 @@ def independent(w: Workload, data, rho: float, n_rows: int, *, bins: int = 16, r
     return out
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where each feature sits in the membership matrix ``M = [softmax blocks | numeric bins]``."""
+
+    cat: tuple          # categorical columns, in order; their blocks fill M[:, :n_cat]
+    starts: np.ndarray  # first column of each categorical block
+    num: tuple          # numeric columns, in order
+    edges: np.ndarray   # all inner bin edges, feature after feature
+    hi: np.ndarray      # membership of bin k = S[:, hi[k]] - S[:, lo[k]], S = [1, sigmoid(edges), 0]
+    lo: np.ndarray
+    owner: np.ndarray   # for each numeric-bin column of M: the position of its column in ``num``
+    edge_owner: np.ndarray  # the same for each edge
+    rows: np.ndarray    # query k is entry (rows[k], cols[k]) of M^T M / N'
+    cols: np.ndarray
+    n_feat: int
+
+
 @functools.lru_cache(maxsize=16)
-def _layout(w: Workload):
-    """Features (a categorical column, or a numeric one at a resolution), their offsets, and each query's entry."""
-    feats = list(dict.fromkeys((c, 0 if w.cards[c] else b) for i, j, b in w.histograms for c in (i, j)))
-    widths = [w.cards[c] or b for c, b in feats]
-    start = dict(zip(feats, np.concatenate([[0], np.cumsum(widths)[:-1]]).tolist()))
+def _layout(w: Workload) -> _Layout:
+    cat = tuple(c for c, k in enumerate(w.cards) if k)
+    num = tuple(c for c, k in enumerate(w.cards) if not k)
+    num_feats = list(dict.fromkeys((c, b) for i, j, b in w.histograms for c in (i, j) if not w.cards[c]))
+    start = {(c, 0): s for c, s in zip(cat, np.cumsum([0] + [w.cards[c] for c in cat[:-1]]))}
+    offset, edges, hi, lo, owner, edge_owner = sum(w.cards), [], [], [], [], []
+    for c, b in num_feats:                        # S has a leading 1 and a trailing 0 column
+        start[(c, b)] = offset
+        offset += b
+        first = len(edges) + 1
+        hi += [0] + list(range(first, first + b - 1))
+        lo += list(range(first, first + b - 1)) + [-1]
+        edges += list(np.arange(1, b) / b)
+        owner += [num.index(c)] * b
+        edge_owner += [num.index(c)] * (b - 1)
     rows, cols = [], []
-    for i, j, b in w.histograms:                 # cell (v_i, v_j) of histogram h: entry (start_i + v_i, start_j + v_j)
-        (fi, fj) = ((c, 0 if w.cards[c] else b) for c in (i, j))
+    for i, j, b in w.histograms:                  # cell (v_i, v_j): entry (start_i + v_i, start_j + v_j)
+        fi, fj = ((c, 0 if w.cards[c] else b) for c in (i, j))
         ni, nj = w.cards[i] or b, w.cards[j] or b
         rows.append(np.repeat(start[fi] + np.arange(ni), nj))
         cols.append(np.tile(start[fj] + np.arange(nj), ni))
-    return feats, int(sum(widths)), np.concatenate(rows), np.concatenate(cols)
+    return _Layout(cat, np.array(list(start[(c, 0)] for c in cat), dtype=int), num, np.array(edges),
+                   np.array(hi, dtype=int), np.array(lo, dtype=int), np.array(owner, dtype=int),
+                   np.array(edge_owner, dtype=int), np.concatenate(rows), np.concatenate(cols), offset)
 
 
-def _memberships(w: Workload, logits, u, tau):
-    """Each row's membership in each cell of each feature, ``(N', F)``, and its derivative in ``u``."""
-    feats = _layout(w)[0]
-    blocks, derivs = [], []
-    for c, b in feats:
-        if w.cards[c]:
-            blocks.append(softmax(logits[c], axis=1))
-            derivs.append(None)
-        elif tau > 0:                                # sigmoid differences; the outer edges at -inf and +inf
-            s = expit((u[c][:, None] - np.arange(1, b) / b) / tau)
-            one, zero = np.ones((len(s), 1)), np.zeros((len(s), 1))
-            ds = s * (1 - s) / tau
-            blocks.append(np.hstack([one, s]) - np.hstack([s, zero]))
-            derivs.append(np.hstack([zero, ds]) - np.hstack([ds, zero]))
-        else:                                        # true bins
-            blocks.append(np.eye(b)[np.minimum(np.floor(u[c] * b), b - 1).astype(int)])
-            derivs.append(None)
-    return feats, blocks, derivs
+def _softmax_blocks(lay: _Layout, Z):
+    """Softmax within each categorical block of the logits (one shift per row is enough)."""
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    sums = np.add.reduceat(E, lay.starts, axis=1)
+    return E / np.repeat(sums, np.diff(np.append(lay.starts, Z.shape[1])), axis=1)
+
+
+def _relaxed(w: Workload, lay: _Layout, Z, U, tau, target=None):
+    """Answers (``tau > 0``: relaxed; ``0``: true bins) and, with ``target``, loss and gradients (no checks).
+
+    ``Z`` ``(N', sum of k)``: the logits, block after block; ``U`` ``(n_numeric, N')``: the numeric values.
+    """
+    n_rows = len(Z) if Z.size else U.shape[1]
+    blocks, dM = [], None
+    if lay.cat:
+        P = _softmax_blocks(lay, Z)
+        blocks.append(P)
+    if lay.num:
+        x = U[lay.edge_owner].T                   # (N', n_edges): each edge's numeric value
+        if tau > 0:
+            s = expit((x - lay.edges) / tau)
+            one, zero = np.ones((n_rows, 1)), np.zeros((n_rows, 1))
+            S = np.hstack([one, s, zero])
+            ds = np.hstack([zero, s * (1 - s) / tau, zero])
+            blocks.append(S[:, lay.hi] - S[:, lay.lo])
+            dM = ds[:, lay.hi] - ds[:, lay.lo]
+        else:
+            S = np.hstack([np.ones((n_rows, 1)), (x >= lay.edges).astype(float), np.zeros((n_rows, 1))])
+            blocks.append(S[:, lay.hi] - S[:, lay.lo])
+    M = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+    ans = (M.T @ M)[lay.rows, lay.cols] / n_rows
+    if target is None:
+        return ans
+    resid = ans - target
+    R = np.zeros((lay.n_feat, lay.n_feat))
+    R[lay.rows, lay.cols] = resid
+    G = 2.0 / n_rows * (M @ (R + R.T))
+    k = Z.shape[1]
+    grad_Z = np.zeros_like(Z)
+    if lay.cat:                                   # softmax Jacobian, block by block
+        Gc = G[:, :k]
+        inner = np.add.reduceat(Gc * P, lay.starts, axis=1)
+        grad_Z = P * (Gc - np.repeat(inner, np.diff(np.append(lay.starts, k)), axis=1))
+    grad_U = np.zeros_like(U)
+    if lay.num and dM is not None:
+        contrib = G[:, k:] * dM                   # (N', numeric bins)
+        for pos in range(len(lay.num)):
+            grad_U[pos] = contrib[:, lay.owner == pos].sum(axis=1)
+    return ans, float(resid @ resid), grad_Z, grad_U
 
 
 def relaxed_answers(w: Workload, logits, u, tau: float = 0.0, target=None):
@@ -156,39 +217,29 @@ def relaxed_answers(w: Workload, logits, u, tau: float = 0.0, target=None):
     gradient is :math:`(2/N') M S`, with :math:`S` the residuals placed symmetrically.  Returns
     ``answers`` or ``(answers, loss, grad_logits, grad_u)``.
     """
-    _workload(w)
-    for name, blocks, want in (("logits", logits, [c for c, k in enumerate(w.cards) if k]),
-                               ("u", u, [c for c, k in enumerate(w.cards) if not k])):
+    lay = _layout(_workload(w))
+    for name, blocks, want in (("logits", logits, list(lay.cat)), ("u", u, list(lay.num))):
         if not isinstance(blocks, dict) or sorted(blocks) != want:
             raise TypeError(f"{name} must be a dict with one array per column in {want}, got {describe(blocks)}")
     lengths = {np.shape(v)[0] if np.ndim(v) else -1 for v in [*logits.values(), *u.values()]}
     logits = {c: check_array(v, "logits", shape=(None, w.cards[c])) for c, v in logits.items()}
     u = {c: check_array(v, "u", ndim=1) for c, v in u.items()}
-    if any(np.any((v < 0) | (v > 1)) for v in u.values()):
-        raise ValueError("u must hold numeric values in [0, 1]")
     if len(lengths) != 1:
         raise ValueError("logits and u must give every column for the same number of rows")
+    if any(np.any((v < 0) | (v > 1)) for v in u.values()):
+        raise ValueError("u must hold numeric values in [0, 1]")
     tau = check_real(tau, "tau", low=0.0)
     if target is not None:
         target = check_array(target, "target", shape=(w.n_queries,))
-    feats, blocks, derivs = _memberships(w, logits, u, tau)
-    _, n_feat, rows, cols = _layout(w)
-    M = np.hstack(blocks)
-    n_rows = len(M)
-    ans = (M.T @ M)[rows, cols] / n_rows
+    n_rows = lengths.pop()
+    Z = np.hstack([logits[c] for c in lay.cat]) if lay.cat else np.zeros((n_rows, 0))
+    U = np.array([u[c] for c in lay.num]).reshape(len(lay.num), n_rows)
+    out = _relaxed(w, lay, Z, U, tau, target)
     if target is None:
-        return ans
-    resid = ans - target
-    S = np.zeros((n_feat, n_feat))
-    S[rows, cols] = resid
-    G = np.split(2.0 / n_rows * (M @ (S + S.T)), np.cumsum([m.shape[1] for m in blocks])[:-1], axis=1)
-    grad_logits, grad_u = {}, {c: np.zeros(n_rows) for c in u}
-    for (c, _), m, dm, g in zip(feats, blocks, derivs, G):
-        if w.cards[c]:                               # softmax Jacobian
-            grad_logits[c] = m * (g - np.sum(g * m, axis=1, keepdims=True))
-        else:
-            grad_u[c] += np.sum(g * dm, axis=1)
-    return ans, float(resid @ resid), grad_logits, grad_u
+        return out
+    ans, loss, grad_Z, grad_U = out
+    splits = np.split(grad_Z, lay.starts[1:], axis=1) if lay.cat else []
+    return ans, loss, dict(zip(lay.cat, splits)), dict(zip(lay.num, grad_U))
 
 
 def relaxed_projection(w: Workload, target, n_rows: int, *, lr: float = 0.05, tau=0.05, n_iters: int = 1000,
@@ -207,36 +258,35 @@ def relaxed_projection(w: Workload, target, n_rows: int, *, lr: float = 0.05, ta
     target = check_array(target, "target", shape=(_workload(w).n_queries,))
     n_rows, n_iters, rng = check_int(n_rows, "n_rows", low=1), check_int(n_iters, "n_iters", low=1), as_rng(rng)
     lr, schedule = check_positive(lr, "lr"), as_schedule(tau, "tau")
-    cat = [c for c, k in enumerate(w.cards) if k]
-    num = [c for c, k in enumerate(w.cards) if not k]
-    sizes = [w.cards[c] for c in cat]
-    theta = np.concatenate([0.1 * rng.standard_normal(n_rows * sum(sizes)), rng.random(n_rows * len(num))])
-    cut = n_rows * sum(sizes)
+    lay = _layout(w)
+    width = sum(w.cards)
+    theta = np.concatenate([0.1 * rng.standard_normal(n_rows * width), rng.random(n_rows * len(lay.num))])
+    cut = n_rows * width
 
     def unpack(z):
-        blocks = np.split(z[:cut].reshape(n_rows, -1), np.cumsum(sizes)[:-1], axis=1) if cat else []
-        return dict(zip(cat, blocks)), dict(zip(num, z[cut:].reshape(len(num), n_rows)))
+        return z[:cut].reshape(n_rows, width), z[cut:].reshape(len(lay.num), n_rows)
 
     trace = Trace("relaxed_projection", {"lr": lr, "tau": schedule, "n_iters": n_iters, "n_rows": n_rows}, callback)
     state, best, done = adam_state(theta), (np.inf, theta, 0.0, 0), 0
     for t in range(n_iters):
         tau_t = step_at(schedule, t, "tau")
-        logits, u = unpack(theta)
-        _, loss, g_logits, g_u = relaxed_answers(w, logits, u, tau_t, target)
-        hard = float(np.sum((relaxed_answers(w, logits, u) - target) ** 2))
+        Z, U = unpack(theta)
+        _, loss, grad_Z, grad_U = _relaxed(w, lay, Z, U, tau_t, target)
+        hard = float(np.sum((_relaxed(w, lay, Z, U, 0.0) - target) ** 2))
         trace.count("grad")
         trace.count("f")
         if hard < best[0]:
             best = (hard, theta, tau_t, t)
-        g = np.concatenate([np.hstack([g_logits[c] for c in cat]).ravel() if cat else np.zeros(0)]
-                           + [g_u[c] for c in num])
+        g = np.concatenate([grad_Z.ravel(), grad_U.ravel()])
         theta, state = adam_step(theta, g, state, lr=lr, beta1=0.9, beta2=0.999, eps=1e-8)
         theta[cut:] = np.clip(theta[cut:], 0.0, 1.0)
         done = t + 1
         if trace.diverged(theta, done) or trace.log(t, f=hard, f_relaxed=loss, tau=tau_t):
             break
     hard, theta, tau_best, t_best = best
-    logits, u = unpack(theta)
-    table = np.hstack([softmax(logits[c], axis=1) if w.cards[c] else u[c][:, None] for c in range(len(w.cards))])
-    return trace.result(table, hard, n_iters=done, answers=relaxed_answers(w, logits, u),
-                        answers_relaxed=relaxed_answers(w, logits, u, tau_best), best_iter=t_best)
+    Z, U = unpack(theta)
+    probs = np.split(_softmax_blocks(lay, Z), lay.starts[1:], axis=1) if lay.cat else []
+    parts, values = dict(zip(lay.cat, probs)), dict(zip(lay.num, U))
+    table = np.hstack([parts[c] if w.cards[c] else values[c][:, None] for c in range(len(w.cards))])
+    return trace.result(table, hard, n_iters=done, answers=_relaxed(w, lay, Z, U, 0.0),
+                        answers_relaxed=_relaxed(w, lay, Z, U, tau_best), best_iter=t_best)

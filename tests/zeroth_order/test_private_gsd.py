@@ -22,7 +22,7 @@ from claims import run_claim  # noqa: E402
 CHAPTER = ROOT / "chapters" / "zeroth_order" / "private_gsd.ipynb"
 # Seeds and sizes of the claim re-runs here; the chapter uses seeds 0-2 with 2000 generations.
 CLAIM_SEEDS = [7001, 7002, 7003]
-FAST = {"GENERATIONS": 1500}
+FAST = {"GENERATIONS_CLAIM": 1500}
 
 SMALL = mod.workload((3, 2, 0), resolutions=(2, 4))
 
