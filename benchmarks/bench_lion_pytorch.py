@@ -19,6 +19,7 @@ from common import Row
 
 COMPARISON = "Lion optimizer"
 PEER = "lion-pytorch Lion"
+REQUIRES = ("torch", "lion_pytorch", "sklearn")
 SUMMARY = """
 In float64 optlab's `torch_optimizer` (the pure step `lion_k_step` behind `make_optimizer`) and
 `lion_pytorch.Lion` compute the same weights: about 1e-15 apart after 200 full-batch steps (the quick mode

@@ -21,6 +21,7 @@ from common import Row, timed_alternating
 
 COMPARISON = "Privacy accounting"
 PEER = "Opacus RDP and PRV accountants"
+REQUIRES = ("opacus",)
 SUMMARY = """
 optlab's zCDP accounting and Opacus's RDP accountant give the same epsilon to four digits: both use the same
 conversion from Renyi divergences to (epsilon, delta) (Canonne, Kamath and Steinke, 2020), Opacus minimizing it

@@ -17,6 +17,7 @@ from common import Row, timed_alternating
 
 COMPARISON = "SGD, last iterate and average"
 PEER = "scikit-learn SGDRegressor"
+REQUIRES = ("sklearn",)
 SUMMARY = """
 Given the same samples in the same order, `optlab.foundations.last_iterate.sgd` and `SGDRegressor` compute the
 same iterates and the same average, to rounding (the quick mode checks it). With random sampling, scikit-learn's

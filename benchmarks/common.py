@@ -1,7 +1,8 @@
 """Shared pieces of the side-by-side benchmarks: timing, a result row, the registry of comparisons.
 
 Each ``bench_<name>.py`` defines ``COMPARISON`` (a short title), ``PEER`` (the library it compares with),
-``SUMMARY`` (what the numbers say: its paragraph of the page) and ``run(quick: bool) -> list[Row]``.  In quick
+``SUMMARY`` (what the numbers say: its paragraph of the page), ``REQUIRES`` (the modules it imports beyond
+optlab's core) and ``run(quick: bool) -> list[Row]``.  In quick
 mode a benchmark uses tiny sizes, asserts that optlab and the peer agree (identical iterates, equal objectives
 within a stated tolerance) and measures no time; the test suite runs it.  In full mode it measures quality and
 wall time, both in the same process and run, one thread, the median of several repeats, and
@@ -10,6 +11,7 @@ wall time, both in the same process and run, one thread, the median of several r
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import statistics
 import time
@@ -80,6 +82,11 @@ def timed_alternating(calls: dict, repeats: int = 5, min_seconds: float = 0.02) 
                 calls[k]()
             times[k].append((time.perf_counter() - start) / inner[k])
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def missing(bench) -> list:
+    """The modules of ``bench.REQUIRES`` that are not installed (a benchmark with missing peers is skipped)."""
+    return [m for m in bench.REQUIRES if importlib.util.find_spec(m) is None]
 
 
 def benchmarks() -> list:

@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from common import benchmarks  # noqa: E402
+from common import benchmarks, missing  # noqa: E402
 
 PAGE = ROOT / "chapters" / "appendix" / "benchmarks.md"
 FIGURE = ROOT / "chapters" / "appendix" / "benchmarks.png"
@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     rows, meta, start, load = [], [], time.perf_counter(), ", ".join(f"{x:.2f}" for x in os.getloadavg())
     for bench in benchmarks():
         print(f"== {bench.COMPARISON} against {bench.PEER}", flush=True)
+        if missing(bench):
+            print(f"   skipped: {', '.join(missing(bench))} not installed (pip install -e .[bench])")
+            continue
         bench_start = time.perf_counter()
         out = bench.run(quick=args.quick)
         rows += [r.as_dict() for r in out]
