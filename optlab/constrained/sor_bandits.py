@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Trace, as_rng, check_oracle
-from ..validate import check_array, check_callable, check_choice, check_int, check_real
+from ..core import Trace, as_rng
+from ..validate import check_array, check_callable, check_choice, check_finite_output, check_int, check_real
 
 __all__ = ["laplacian_2d", "sor_iterations", "jacobi_radius", "sor_radius", "omega_star",
            "young_iterations", "draw_shifts", "cost_table", "tsallis_probabilities", "exp3_probabilities",
@@ -42,7 +42,8 @@ def laplacian_2d(m: int = 10) -> np.ndarray:
     return np.kron(np.eye(m), T) + np.kron(T, np.eye(m)) + 0.0  # + 0.0: no negative zeros
 
 
-def sor_iterations(A, b, omega, *, shift=0.0, tol: float = 1e-8, max_iters: int = 10_000):
+def sor_iterations(A, b, omega, *, shift=0.0, tol: float = 1e-8,
+                   max_iters: int = 10_000):
     r"""Batched SOR on :math:`(A + cI)x = b` from :math:`x_0 = 0`: iterations to relative residual < ``tol``.
 
     ``b`` is ``(B, n)`` (or ``(n,)``), ``omega`` and ``shift`` broadcast to ``(B,)``: one
@@ -59,36 +60,40 @@ def sor_iterations(A, b, omega, *, shift=0.0, tol: float = 1e-8, max_iters: int 
     A = check_array(A, "A", ndim=2)
     n = A.shape[0]
     if A.shape != (n, n) or np.any(np.diag(A) <= 0):
-        raise ValueError(f"A must be a square matrix with a positive diagonal, got shape {A.shape}")
+        raise ValueError("A must be a square matrix with a positive diagonal, "
+                         f"got shape {A.shape}")
     b = np.atleast_2d(check_array(b, "b", ndim=(1, 2)))
     if b.shape[1] != n:
-        raise ValueError(f"b must have {n} columns (one per unknown), got shape {b.shape}")
+        raise ValueError(f"b must have {n} columns (one per unknown), got {b.shape}")
     omega, shift = _relaxation(omega), check_array(shift, "shift", ndim=(0, 1))
     if omega.ndim > 1:
-        raise ValueError(f"omega must be a number or a 1-D array, got shape {omega.shape}")
+        raise ValueError(f"omega must be a number or a 1-D array, got {omega.shape}")
     try:
         size = np.broadcast_shapes((len(b),), omega.shape, shift.shape)
     except ValueError:
-        raise ValueError(f"b (rows), omega and shift must broadcast, got {len(b)}, {omega.shape}, "
-                         f"{shift.shape}") from None
-    b, omega, shift = (np.broadcast_to(v, size + v.shape[1:]).copy() for v in (b, omega, shift))
-    tol, max_iters = check_real(tol, "tol", low=0.0, low_open=True), check_int(max_iters, "max_iters", low=1)
+        raise ValueError(f"b (rows), omega and shift must broadcast, got {len(b)}, "
+                         f"{omega.shape}, {shift.shape}") from None
+    b, omega, shift = (np.broadcast_to(v, size + v.shape[1:]).copy()
+                       for v in (b, omega, shift))
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_iters = check_int(max_iters, "max_iters", low=1)
     off = A - np.diag(np.diag(A))
     cols = [np.flatnonzero(row) for row in off]
     diag = np.diag(A)[None, :] + shift[:, None]
     if np.any(diag <= 0):
         raise ValueError("shift must keep the diagonal of A + shift I positive")
     x, iters, idx = np.zeros_like(b), np.full(len(b), max_iters), np.arange(len(b))
-    X, rhs, w, d, c = np.zeros((n, len(b))), b.T.copy(), omega, diag.T.copy(), shift  # active columns
+    X, rhs, w, d, c = np.zeros((n, len(b))), b.T.copy(), omega, diag.T.copy(), shift
     vals, norm0 = [off[i, cols[i]] for i in range(n)], np.linalg.norm(b, axis=1)
     for k in range(1, max_iters + 1):
-        for i in range(n):                   # the sweep: rows j < i of X already hold their new values
+        for i in range(n):              # the sweep: rows j < i hold their new values
             X[i] += w * ((rhs[i] - vals[i] @ X[cols[i]]) / d[i] - X[i])
         done = np.linalg.norm(rhs - A @ X - c * X, axis=0) < tol * norm0[idx]
         if done.any():                       # freeze the converged systems
             x[idx[done]], iters[idx[done]] = X[:, done].T, k
             keep = ~done
-            X, rhs, w, d, c, idx = X[:, keep], rhs[:, keep], w[keep], d[:, keep], c[keep], idx[keep]
+            X, rhs, d = X[:, keep], rhs[:, keep], d[:, keep]
+            w, c, idx = w[keep], c[keep], idx[keep]
             if idx.size == 0:
                 break
     x[idx] = X.T
@@ -191,6 +196,14 @@ def loss_estimate(loss, prob):
     return (loss - 1) / prob
 
 
+def _check_weights(scaled, eta, n_steps):
+    scaled = check_array(scaled, "scaled", ndim=2)
+    eta = check_array(eta, "eta", shape=(len(scaled),))
+    if np.any(eta <= 0):
+        raise ValueError("eta must be positive")
+    return scaled, eta, check_int(n_steps, "n_steps", low=0)
+
+
 def _newton_start(scaled, eta):
     """A start right of the root: there the largest probability is 1, so the sum is >= 1."""
     return scaled.min(axis=-1) - 2 / eta
@@ -199,34 +212,41 @@ def _newton_start(scaled, eta):
 def tsallis_probabilities(scaled, eta, n_steps: int = 20):
     r"""Tsallis-INF's distribution :math:`p_a = 4/(\eta(\hat L_a - x))^2`, with x by Newton so that sum p = 1.
 
-    ``scaled`` is ``(R, K)`` (the scaled cumulative loss estimates), ``eta`` ``(R,)``.
+    ``scaled`` is ``(R, K)`` (the scaled cumulative loss estimates), ``eta`` ``(R,)``;
+    at most ``n_steps`` Newton steps, fewer once every sum is within 1e-12 of 1.
     """
-    scaled, eta = check_array(scaled, "scaled", ndim=2), check_array(eta, "eta", shape=(len(scaled),))
-    n_steps = check_int(n_steps, "n_steps", low=0)
-    if np.any(eta <= 0):
-        raise ValueError("eta must be positive")
+    return _tsallis(*_check_weights(scaled, eta, n_steps))
+
+
+def _tsallis(scaled, eta, n_steps):
     x = _newton_start(scaled, eta)
-    for _ in range(n_steps):
-        p = 4 / (eta[:, None] * (scaled - x[:, None])) ** 2
-        x = x - (p.sum(axis=1) - 1) / (eta * (p**1.5).sum(axis=1))
     p = 4 / (eta[:, None] * (scaled - x[:, None])) ** 2
+    for _ in range(n_steps):
+        total = p.sum(axis=1)
+        if np.all(np.abs(total - 1) < 1e-12):
+            break
+        x = x - (total - 1) / (eta * (p**1.5).sum(axis=1))
+        p = 4 / (eta[:, None] * (scaled - x[:, None])) ** 2
     return p / p.sum(axis=1, keepdims=True)
 
 
 def exp3_probabilities(scaled, eta, n_steps: int = 0):
     r"""Exp3's exponential weights :math:`p_a \propto \exp(-\eta \hat L_a)` (the baseline)."""
-    scaled, eta = check_array(scaled, "scaled", ndim=2), check_array(eta, "eta", shape=(len(scaled),))
-    check_int(n_steps, "n_steps", low=0)
+    return _exp3(*_check_weights(scaled, eta, n_steps))
+
+
+def _exp3(scaled, eta, n_steps):
     z = -eta[:, None] * (scaled - scaled.min(axis=1, keepdims=True))
     return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
 
 
-LEARNERS = {"tsallis": (tsallis_probabilities, lambda t, K: 2 / np.sqrt(t)),
-            "exp3": (exp3_probabilities, lambda t, K: np.sqrt(np.log(K) / (K * t)))}
+LEARNERS = {"tsallis": (_tsallis, lambda t, K: 2 / np.sqrt(t)),
+            "exp3": (_exp3, lambda t, K: np.sqrt(np.log(K) / (K * t)))}
 
 
-def tsallis_inf(cost, arms, *, n_iters: int, n_replicas: int = 1, bins=None, learner: str = "tsallis",
-                newton_steps: int = 20, rng=None, callback=None):
+def tsallis_inf(cost, arms, *, n_iters: int, n_replicas: int = 1, bins=None,
+                learner: str = "tsallis", newton_steps: int = 20, rng=None,
+                callback=None):
     r"""Tsallis-INF over a grid of relaxations, with bandit feedback (iteration counts), on R replicas.
 
     Each round the learner draws an arm from its distribution, pays the cost of that
@@ -309,15 +329,18 @@ def tsallis_inf(cost, arms, *, n_iters: int, n_replicas: int = 1, bins=None, lea
     B, r = int(bins.max()) + 1, np.arange(R)
     L, seen, total = np.zeros((R, B, K)), np.zeros((R, B)), np.zeros((R, B))
     choices, costs = np.zeros((R, T), dtype=int), np.zeros((R, T))
-    trace = Trace(f"tsallis_inf ({learner})", {"K": K, "n_iters": T, "n_replicas": R, "n_bins": B,
-                                               "newton_steps": newton_steps}, callback)
+    params = {"K": K, "n_iters": T, "n_replicas": R, "n_bins": B,
+              "newton_steps": newton_steps}
+    trace = Trace(f"tsallis_inf ({learner})", params, callback)
     for t in range(T):
         b = bins[:, t]
         scale = cost_scale(total[r, b], seen[r, b])
         eta = eta_of(seen[r, b] + 1, K)
         p = probabilities(L[r, b] / scale[:, None], eta, newton_steps)
+        if trace.diverged(p, t):
+            break
         a = np.minimum((p.cumsum(axis=1) < rng.random(R)[:, None]).sum(axis=1), K - 1)
-        loss = check_oracle(cost, "cost", t, a, shape=(R,))
+        loss = check_finite_output(cost(t, a), "cost", (R,))
         trace.count("cost", R)
         L[r, b, a] += loss_estimate(loss, p[r, a])
         seen[r, b] += 1
@@ -325,9 +348,13 @@ def tsallis_inf(cost, arms, *, n_iters: int, n_replicas: int = 1, bins=None, lea
         choices[:, t], costs[:, t] = a, loss
         if trace.log(t + 1, cost=loss.mean(), p_max=p.max(axis=1).mean()):
             break
-    n_done = len(trace.history)
-    return trace.result(p, float(costs[:, :n_done].sum(axis=1).mean()), n_iters=n_done,
-                        choices=choices[:, :n_done], costs=costs[:, :n_done], omega=arms[choices[:, :n_done]])
+    return _finish(trace, p, arms, choices, costs)
+
+
+def _finish(trace, x, arms, choices, costs):
+    n = len(trace.history)
+    return trace.result(x, float(costs[:, :n].sum(axis=1).mean()), n_iters=n, choices=choices[:, :n],
+                        costs=costs[:, :n], omega=arms[choices[:, :n]])
 
 
 def chebyshev_features(context, degree: int = 6, context_range=(-0.15, 0.65)) -> np.ndarray:
@@ -341,8 +368,9 @@ def chebyshev_features(context, degree: int = 6, context_range=(-0.15, 0.65)) ->
     return np.cos(np.arange(check_int(degree, "degree", low=1)) * np.arccos(u)[..., None])
 
 
-def cheb_cb(cost, contexts, arms, *, n_iters: int, degree: int = 6, context_range=(-0.15, 0.65),
-            gamma: float = 1.0, ridge: float = 1e-3, rng=None, callback=None):
+def cheb_cb(cost, contexts, arms, *, n_iters: int, degree: int = 6,
+            context_range=(-0.15, 0.65), gamma: float = 1.0, ridge: float = 1e-3,
+            rng=None, callback=None):
     r"""ChebCB: per-arm Chebyshev regression of the cost on the context, with inverse-gap-weighted draws.
 
     Knowing the offset :math:`c_t` of instance t, the learner predicts each arm's
@@ -397,14 +425,16 @@ def cheb_cb(cost, contexts, arms, *, n_iters: int, degree: int = 6, context_rang
     (R, n_ctx), K = contexts.shape, len(arms)
     T = check_int(n_iters, "n_iters", low=1, high=n_ctx)
     m, rng = check_int(degree, "degree", low=1), as_rng(rng)
-    gamma, ridge = check_real(gamma, "gamma", low=0.0), check_real(ridge, "ridge", low=0.0, low_open=True)
+    gamma = check_real(gamma, "gamma", low=0.0)
+    ridge = check_real(ridge, "ridge", low=0.0, low_open=True)
     lo, hi = _interval(context_range)
     phi_all, r = chebyshev_features(contexts, m, (lo, hi)), np.arange(R)
     G = np.tile(ridge * np.eye(m), (R, K, 1, 1))
     h, theta = np.zeros((R, K, m)), np.zeros((R, K, m))
     total, choices, costs = np.zeros(R), np.zeros((R, T), dtype=int), np.zeros((R, T))
-    trace = Trace("cheb_cb", {"K": K, "n_iters": T, "degree": m, "gamma": gamma, "ridge": ridge,
-                              "n_replicas": R}, callback)
+    params = {"K": K, "n_iters": T, "degree": m, "gamma": gamma, "ridge": ridge,
+              "n_replicas": R}
+    trace = Trace("cheb_cb", params, callback)
     for t in range(T):
         phi = phi_all[:, t]
         scale = cost_scale(total, np.full(R, t))
@@ -413,8 +443,10 @@ def cheb_cb(cost, contexts, arms, *, n_iters: int, degree: int = 6, context_rang
         p = 1 / (K + gamma * (t + 1) * (y_hat - y_hat[r, best][:, None]))
         p[r, best] = 0.0
         p[r, best] = 1 - p.sum(axis=1)                   # inverse gap weighting
+        if trace.diverged(p, t):
+            break
         a = np.minimum((p.cumsum(axis=1) < rng.random(R)[:, None]).sum(axis=1), K - 1)
-        loss = check_oracle(cost, "cost", t, a, shape=(R,))
+        loss = check_finite_output(cost(t, a), "cost", (R,))
         trace.count("cost", R)
         G[r, a] += phi[:, :, None] * phi[:, None, :]
         h[r, a] += (loss - 1)[:, None] * phi
@@ -423,9 +455,7 @@ def cheb_cb(cost, contexts, arms, *, n_iters: int, degree: int = 6, context_rang
         choices[:, t], costs[:, t] = a, loss
         if trace.log(t + 1, cost=loss.mean(), p_max=p.max(axis=1).mean()):
             break
-    n_done = len(trace.history)
-    return trace.result(theta, float(costs[:, :n_done].sum(axis=1).mean()), n_iters=n_done,
-                        choices=choices[:, :n_done], costs=costs[:, :n_done], omega=arms[choices[:, :n_done]])
+    return _finish(trace, theta, arms, choices, costs)
 
 
 def draw_rhs(n: int, size: int = 1, rng=None) -> np.ndarray:

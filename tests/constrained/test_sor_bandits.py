@@ -138,8 +138,8 @@ def test_tsallis_probabilities_solve_the_normalization():
     L, eta = rng.uniform(0, 50, size=(5, 20)), 2 / np.sqrt(rng.integers(1, 5000, size=5))
     p = sb.tsallis_probabilities(L, eta)
     for i in range(5):
-        x = scipy.optimize.brentq(lambda z: np.sum(4 / (eta[i] * (L[i] - z)) ** 2) - 1, L[i].min() - 1e6,
-                                  L[i].min() - 1e-9, xtol=1e-14)
+        x = scipy.optimize.brentq(lambda z, i=i: np.sum(4 / (eta[i] * (L[i] - z)) ** 2) - 1,
+                                  L[i].min() - 1e6, L[i].min() - 1e-9, xtol=1e-14)
         np.testing.assert_allclose(p[i], 4 / (eta[i] * (L[i] - x)) ** 2, rtol=1e-8)
 
 
@@ -295,3 +295,11 @@ def test_the_claim_holds_on_seeds_and_sizes_the_chapter_does_not_use():
 def test_the_claim_fails_on_a_wrong_variant(variant):
     with np.errstate(all="ignore"), pytest.raises(ClaimFailed, match="FAIL"):
         run_claim(CHAPTER, seeds=CLAIM_SEEDS[:1], sizes=FAST, patches=WRONG_VARIANTS[variant])
+
+
+def test_non_finite_costs_are_an_error():
+    def cost(t, a):
+        return np.full(2, np.inf if t == 5 else 10.0)
+
+    with pytest.raises(ValueError, match="cost"):
+        sb.tsallis_inf(cost, ARMS, n_iters=30, n_replicas=2, rng=0)
