@@ -179,20 +179,22 @@ def entropy_search(model, X, grid, *, n_paths=256, n_fantasies=8, rng=None):
 
 
 def one_d_example():
-    r"""The chapter's 1-D objective :math:`f(x) = \sin 3x + 0.1x^2` on :math:`[-2, 2]` and five data points.
+    r"""The chapter's 1-D objective :math:`f(x) = \sin 3x + 0.1x^2` on :math:`[-2, 2]` and seven data points.
 
     Returns
     -------
     (callable, ndarray, ndarray, ndarray)
-        ``f`` (row-wise on ``(n, 1)``), the bounds ``(1, 2)``, ``X`` ``(5, 1)`` and ``y = f(X)``.
+        ``f`` (row-wise on ``(n, 1)``), the bounds ``(1, 2)``, ``X`` ``(7, 1)`` and ``y = f(X)``
+        (two close pairs let the marginal likelihood see the correlation: with five spread-out
+        points ML-II prefers a vanishing lengthscale, i.e. independent values).
 
     >>> f, bounds, X, y = one_d_example()
     >>> X.shape, round(float(f(np.array([[0.0]]))[0]), 3)
-    ((5, 1), 0.0)
+    ((7, 1), 0.0)
     """
     def f(X):
         x = np.asarray(X, dtype=float)[..., 0]
         return np.sin(3.0 * x) + 0.1 * x**2
 
-    X = np.array([[-1.6], [-0.9], [0.1], [0.8], [1.7]])
+    X = np.array([[-1.6], [-1.3], [-0.9], [0.1], [0.4], [0.8], [1.7]])
     return f, np.array([[-2.0, 2.0]]), X, f(X)
