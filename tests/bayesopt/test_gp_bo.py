@@ -34,8 +34,10 @@ def data(n=7, d=2, seed=0):
 
 @pytest.mark.parametrize("kernel", gpm.KERNELS)
 def test_posterior_equals_scikit_learn(kernel):
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern
+    gaussian_process = pytest.importorskip("sklearn.gaussian_process")
+    kernels = pytest.importorskip("sklearn.gaussian_process.kernels")
+    GaussianProcessRegressor = gaussian_process.GaussianProcessRegressor
+    RBF, ConstantKernel, Matern = kernels.RBF, kernels.ConstantKernel, kernels.Matern
 
     X, y = data()
     ell, s2, lam2 = np.array([0.3, 0.7]), 1.7, 0.05
