@@ -201,6 +201,9 @@ def random_search(f, bounds, *, n_evals, f_star=None, rng=None, callback=None) -
     r"""Uniform random search: ``n_evals`` uniform points of the box, the best kept; the baseline of the loop.
 
     History, one row per evaluation: ``t``, ``n_evals``, ``y``, ``best`` and, with ``f_star``, ``regret``.
+    The points do not adapt, so they are evaluated in one batch: the ``n_evals`` column counts that
+    batch on every row, and ``t`` is the number of evaluations the row's ``best`` has seen (plot
+    against ``t``).
 
     >>> res = random_search(lambda X: X[:, 0] ** 2, [[-1.0, 1.0]], n_evals=20, f_star=0.0, rng=0)
     >>> res.n_evals, bool(res.history["regret"][-1] == res.f)
