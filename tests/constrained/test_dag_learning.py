@@ -344,7 +344,7 @@ WRONG_VARIANTS = {
 def test_the_claim_holds_on_seeds_and_sizes_the_chapter_does_not_use():
     for sizes in ({}, {"N": 2000, "LAM_CERT": 0.1}):
         verdict = run_claim(CHAPTER, seeds=CLAIM_SEEDS, sizes=sizes)
-        assert verdict.passed and verdict.status == "holds"
+        assert verdict.passed and verdict.status == "holds in part"
         assert set(verdict.rejects) == set(WRONG_VARIANTS), "the verdict names exactly the variants tested here"
 
 
