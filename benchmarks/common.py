@@ -1,14 +1,17 @@
 """Shared pieces of the side-by-side benchmarks: timing, a result row, the registry of comparisons.
 
-Each ``bench_<name>.py`` defines ``COMPARISON`` (a short title), ``PEER`` (the library it compares with)
-and ``run(quick: bool) -> list[Row]``.  In quick mode a benchmark uses tiny sizes, asserts that optlab and
-the peer agree (identical iterates, equal objectives within a stated tolerance) and measures no time; the
-test suite runs it.  In full mode it measures quality and wall time, both in the same process and run, one
-thread, the median of several repeats, and ``benchmarks/run.py`` turns the rows into the book's page.
+Each ``bench_<name>.py`` defines ``COMPARISON`` (a short title), ``PEER`` (the library it compares with),
+``SUMMARY`` (what the numbers say: its paragraph of the page), ``REQUIRES`` (the modules it imports beyond
+optlab's core) and ``run(quick: bool) -> list[Row]``.  In quick
+mode a benchmark uses tiny sizes, asserts that optlab and the peer agree (identical iterates, equal objectives
+within a stated tolerance) and measures no time; the test suite runs it.  In full mode it measures quality and
+wall time, both in the same process and run, one thread, the median of several repeats, and
+``benchmarks/run.py`` turns the rows into the book's page.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import statistics
 import time
@@ -56,6 +59,34 @@ def timed(fn, repeats: int = 5):
         out = fn()
         times.append(time.perf_counter() - start)
     return out, statistics.median(times)
+
+
+def timed_alternating(calls: dict, repeats: int = 5, min_seconds: float = 0.02) -> dict:
+    """``{name: median seconds of one call}`` for several sides timed in turns, so that load bursts hit them all.
+
+    Each repeat calls every side in turn, in an order rotated from one repeat to the next (a long call would
+    otherwise always precede the same short one, which then pays for the scheduler's catch-up), and calls a
+    fast side enough times to last ``min_seconds`` (counted from a first call), timing the mean per call.
+    """
+    names = list(calls)
+    inner = {}
+    for k in names:
+        start = time.perf_counter()
+        calls[k]()
+        inner[k] = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-9)))
+    times = {k: [] for k in names}
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            for _ in range(inner[k]):
+                calls[k]()
+            times[k].append((time.perf_counter() - start) / inner[k])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def missing(bench) -> list:
+    """The modules of ``bench.REQUIRES`` that are not installed (a benchmark with missing peers is skipped)."""
+    return [m for m in bench.REQUIRES if importlib.util.find_spec(m) is None]
 
 
 def benchmarks() -> list:

@@ -8,6 +8,7 @@ wheel ships LICENSE, tests/test_setup_cell.py), the text and figures CC BY 4.0.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -96,3 +97,27 @@ def test_check_book_passes_on_the_book():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "check_book.py"), "--strict"], capture_output=True,
                           text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# A TeX command written through a Python string without a raw prefix loses its backslash: "\rho" becomes
+# a carriage return and "ho", "\tau" a tab and "au", "\varepsilon" a vertical tab.  The page then shows
+# broken math with no build warning, so the sources are scanned for those control characters.
+CONTROL = re.compile(r"[\x07\x08\x0b\x0c\r\t]")
+
+
+def _text_sources():
+    for path in sorted(ROOT.glob("chapters/**/*.md")) + [ROOT / "references.bib", ROOT / "README.md"]:
+        yield path, path.read_text()
+    for path in sorted(ROOT.glob("chapters/**/*.ipynb")):
+
+
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            yield path.with_name(f"{path.name}, cell {i}"), "".join(cell["source"])
+
+
+def test_no_control_characters_from_lost_backslashes():
+    found = []
+    for path, text in _text_sources():
+        for m in CONTROL.finditer(text):
+            found.append(f"{path.relative_to(ROOT)}: {text[max(0, m.start() - 30):m.end() + 10]!r}")
+    assert not found, "control characters (a TeX backslash lost in a Python string?):\n" + "\n".join(found[:10])
