@@ -312,8 +312,9 @@ def main_problem(params: dict, inst: dict, S) -> tuple:
     check_params(params)
     check_instance(inst, one=True)
     S = check_array(S, "S", ndim=2)
-    if S.shape[1] != inst["phi"].shape[2]:
-        raise ValueError(f"S must have {inst['phi'].shape[2]} columns (xi_dim), got {S.shape[1]}")
+    L = inst["phi"].shape[2]
+    if S.shape[1] != L:
+        raise ValueError(f"S must have xi_dim = {L} columns, got shape {S.shape}")
     n = inst["cbar"].shape[1]
     m = ReluMILP()
     x = m.add(n, 0.0, 1.0, 1)
@@ -419,7 +420,7 @@ def neur2ro(params: dict, inst: dict, *, tol: float = 1e-6, n_iters: int = 30,
     feasible here, so no constraint prediction), trained in numpy; the main problem takes the network's
     maximum over :math:`S`, while the official capital-budgeting code also selects the argmax scenario with
     binaries and optimizes the true recourse for it; HiGHS instead of Gurobi.  Cost per iteration: two
-    MILPs, with :math:`E+V|S|` and :math:`nH+E+V` binaries (hidden sizes H, E, V of the network).
+    MILPs, with :math:`n+E+V|S|` and :math:`nH+E+V` binaries (hidden sizes H, E, V of the network).
 
     References
     ----------

@@ -16,16 +16,20 @@ Book: chapters/constrained/robust_two_stage.ipynb
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..core import Trace, as_rng
 from ..validate import check_array, check_int, check_positive, describe
 
-__all__ = ["value_net", "train_value_net", "check_params", "ReluMILP", "RELU_INTEGRALITY", "PRESOLVE"]
+__all__ = ["value_net", "train_value_net", "check_params", "ReluMILP", "RELU_INTEGRALITY"]
 
 RELU_INTEGRALITY = 1  # the indicator of each ReLU is binary (0 gives the LP relaxation of the encoding)
-PRESOLVE = False      # HiGHS presolve
+MIP_GAP = 1e-6        # relative optimality gap of HiGHS
 
 
 def _relu(z):
@@ -188,6 +192,22 @@ def train_value_net(FX, FZ, y, *, hidden: int = 16, embed: int = 8, value: int =
     return trace.result(p, float(np.mean(losses)) * sd ** 2, n_iters=t + 1)
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence the C-level standard output while HiGHS runs: on some models its branch and bound prints a
+    debug line (``HighsMipSolverData::transformNewIntegerFeasibleSolution``) that scipy cannot turn off."""
+    fd = 1                                            # where the C library writes, also under Jupyter
+    sys.stdout.flush()
+    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
+
+
 class ReluMILP:
     r"""A mixed-integer linear program built layer by layer; expressions are pairs ``(M, c)`` meaning
     :math:`Mv + c` over the variables :math:`v` created so far.
@@ -256,14 +276,15 @@ class ReluMILP:
         self.constrain((E3, np.zeros(k)), -np.inf, 0.0)
         return self.var(h)
 
-    def solve(self, objective, maximize: bool = False) -> tuple:
+    def solve(self, objective, maximize: bool = False, presolve: bool = True) -> tuple:
         """Minimize (or maximize) a one-row expression with HiGHS: ``(v, value)``."""
         M, c = objective
         sign = -1.0 if maximize else 1.0
         A = np.vstack([self._pad(R) for R in self.rows]) if self.rows else np.zeros((0, len(self.lb)))
-        res = milp(sign * self._pad(M)[0], integrality=np.array(self.integrality),
-                   bounds=Bounds(self.lb, self.ub), constraints=LinearConstraint(A, self.lo, self.hi),
-                   options={"mip_rel_gap": 1e-6, "presolve": PRESOLVE})
+        with _quiet_stdout():
+            res = milp(sign * self._pad(M)[0], integrality=np.array(self.integrality),
+                       bounds=Bounds(self.lb, self.ub), constraints=LinearConstraint(A, self.lo, self.hi),
+                       options={"mip_rel_gap": MIP_GAP, "presolve": presolve})
         if res.x is None:
             raise RuntimeError(f"the MILP could not be solved: {res.message}")
         return res.x, float(sign * res.fun + c[0])

@@ -16,9 +16,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 from claims import run_claim  # noqa: E402
 
 CHAPTER = ROOT / "chapters" / "constrained" / "robust_two_stage.ipynb"
-# The chapter's claim uses seeds 1 and 2 with 10 held-out instances each; the re-runs here use others.
+# The chapter's claim uses seeds 1 and 2 with 5 held-out instances each; the re-runs here use others.
 CLAIM_SEEDS = [7001, 7002]
-FAST = {"N_TEST": 6}
+FAST = {"N_TEST": 3}
 
 
 def one(inst, i=0):
@@ -267,8 +267,8 @@ def test_bad_input_to_the_milp_methods(trained):
 class MinimizingMILP(vn.ReluMILP):
     """A wrong solver for the adversary: the sign of its objective is lost (it minimizes the surrogate)."""
 
-    def solve(self, objective, maximize=False):
-        return super().solve(objective, maximize=False)
+    def solve(self, objective, maximize=False, presolve=True):
+        return super().solve(objective, maximize=False, presolve=presolve)
 
 
 MODULE = "optlab.constrained.robust_two_stage"
@@ -281,8 +281,8 @@ WRONG_VARIANTS = {
 
 @pytest.mark.slow
 def test_the_claim_holds_on_seeds_and_sizes_the_chapter_does_not_use():
-    verdict = run_claim(CHAPTER, seeds=CLAIM_SEEDS, sizes={"N_TEST": 10})
-    assert verdict.passed and verdict.status == "holds"
+    verdict = run_claim(CHAPTER, seeds=CLAIM_SEEDS, sizes={"N_TEST": 5})
+    assert verdict.passed and verdict.status == "holds in part"
     assert set(verdict.rejects) == set(WRONG_VARIANTS), "the verdict names exactly the variants tested here"
 
 
