@@ -139,7 +139,7 @@ def test_superlinear_with_sharpening_linear_without():
     assert np.all(kkt[False][-3:] > 0.05), "a fixed accuracy delta = 0.1 gives ratios near delta"
 
 
-def test_penalties_change_where_the_merit_rises_on_the_brief_instance():
+def test_penalties_change_where_the_merit_rises_on_the_gaussian_draw():
     res = solve(al.logistic_problem(0, rhs="gaussian"), solver="exact", tol=1e-8)
     h = res.history
     assert res.converged and np.all(h["armijo"] == 1) and 1 <= h["changed"].sum() <= 10
