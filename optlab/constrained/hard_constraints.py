@@ -25,8 +25,9 @@ from ..baselines import adam_state, adam_step
 from ..core import Trace, as_rng
 from ..validate import check_array, check_choice, check_int, check_positive, check_real
 
-__all__ = ["PDEProblem", "fisher_kpp_problem", "basis", "init_basis", "lm_solve", "optimality_hessian",
-           "hard_loss_and_grad", "soft_loss_and_grad", "gradient_check", "train", "relative_l2"]
+# the validated API; basis, lm_solve, optimality_hessian and expert_masks are the layer's building blocks
+__all__ = ["PDEProblem", "fisher_kpp_problem", "init_basis", "hard_loss_and_grad", "soft_loss_and_grad",
+           "gradient_check", "train", "relative_l2"]
 
 EPS = 1e-3  # regularization rows eps * w in F (the paper: 1e-4)
 
@@ -102,6 +103,13 @@ def fisher_kpp_problem(n_x: int = 33, n_t: int = 16, nu: float = 0.01, rho: floa
     pde = np.sort(as_rng(rng).choice(n_pde, n_colloc, replace=False))
     return PDEProblem(T.ravel(), X.ravel(), A, center, gamma, s, rho, np.r_[pde, np.arange(n_pde, len(s))],
                       U.ravel())
+
+
+def _check_params(theta, name: str, rows: int):
+    theta = check_array(theta, name, ndim=2)
+    if theta.shape[0] != rows:
+        raise ValueError(f"{name} must have shape ({rows}, N), got {theta.shape}")
+    return theta
 
 
 def _check_problem(p) -> PDEProblem:
@@ -204,6 +212,9 @@ def hard_loss_and_grad(theta, p: PDEProblem, n_experts: int = 1, W0=None,
 
     Returns ``(loss, grad, W, u)``; the gradient goes through the LM solve by the implicit
     function theorem: one independent (batched) backward solve per expert."""
+    theta, p = _check_params(theta, "theta", 3), _check_problem(p)
+    n_experts = check_int(n_experts, "n_experts", low=1)
+    lm_iters = check_int(lm_iters, "lm_iters", low=1)
     B = basis(theta, p)
     owner, masks = expert_masks(p, n_experts)
     ind = (owner[:, None] == np.arange(n_experts)).astype(float)   # (M, K) indicators
@@ -235,6 +246,7 @@ def hard_loss_and_grad(theta, p: PDEProblem, n_experts: int = 1, W0=None,
 
 def soft_loss_and_grad(params, p: PDEProblem):
     r"""Soft constraint: :math:`u = B_\theta v` with a trained output layer; ``params`` (4, N) = (theta, v)."""
+    params, p = _check_params(params, "params", 4), _check_problem(p)
     B = basis(params[:3], p)
     u = B @ params[3]
     loss, gu = _loss(p, u)
@@ -248,23 +260,24 @@ def gradient_check(theta, p: PDEProblem, n_experts: int = 1, *, step: float = 3e
     Along the gradient and along one random unit direction :math:`d`, compares
     :math:`g^\top d` with the fourth-order central difference of the loss (each evaluation a
     cold LM solve); returns the largest :math:`|{\rm fd} - g^\top d| / \|g\|`."""
-    theta, p = check_array(theta, "theta", ndim=2), _check_problem(p)
-    if theta.shape[0] != 3:
-        raise ValueError(f"theta must have shape (3, N), got {theta.shape}")
+    theta, p = _check_params(theta, "theta", 3), _check_problem(p)
     n_experts = check_int(n_experts, "n_experts", low=1)
     step, lm_iters = check_positive(step, "step"), check_int(lm_iters, "lm_iters", low=1)
     g = hard_loss_and_grad(theta, p, n_experts, lm_iters=lm_iters)[1]
     d = as_rng(rng).standard_normal(theta.shape)
-    worst = 0.0
-    for v in (g / np.linalg.norm(g), d / np.linalg.norm(d)):
+    worst, g_norm = 0.0, np.linalg.norm(g)
+    for v in ([g / g_norm] if g_norm > 0 else []) + [d / np.linalg.norm(d)]:
         f = [hard_loss_and_grad(theta + k * step * v, p, n_experts, lm_iters=lm_iters)[0] for k in (-2, -1, 1, 2)]
         fd = (8 * (f[2] - f[1]) - (f[3] - f[0])) / (12 * step)
-        worst = max(worst, abs(fd - np.sum(g * v)) / np.linalg.norm(g))
+        worst = max(worst, abs(fd - np.sum(g * v)) / max(g_norm, 1e-300))
     return float(worst)
 
 
 def relative_l2(u, u_ref) -> float:
     r""":math:`\|u - u_{ref}\|_2 / \|u_{ref}\|_2` on the grid."""
+    u, u_ref = check_array(u, "u", ndim=1, finite=False), check_array(u_ref, "u_ref", ndim=1)
+    if u.shape != u_ref.shape or not np.any(u_ref):
+        raise ValueError(f"u and u_ref must have the same shape and u_ref be nonzero, got {u.shape}, {u_ref.shape}")
     return float(np.linalg.norm(u - u_ref) / np.linalg.norm(u_ref))
 
 
@@ -328,9 +341,7 @@ def train(p: PDEProblem, x0, *, kind: str = "hard", n_experts: int = 1, lr: floa
     >>> res.n_iters, res.rel_l2 < 1.0
     (5, True)
     """
-    theta, p = check_array(x0, "x0", ndim=2), _check_problem(p)
-    if theta.shape[0] != 3:
-        raise ValueError(f"x0 must have shape (3, N) (the basis parameters a, alpha, c), got {theta.shape}")
+    theta, p = _check_params(x0, "x0", 3), _check_problem(p)
     kind = check_choice(kind, "kind", ("hard", "soft"))
     n_experts, n_iters = check_int(n_experts, "n_experts", low=1), check_int(n_iters, "n_iters", low=1)
     lm_iters, n_log = check_int(lm_iters, "lm_iters", low=1), check_int(n_log, "n_log", low=1)
