@@ -272,7 +272,8 @@ def trace_front(prob, n_points: int, *, scalarization: str = "ps", eps: float = 
     r"""A front of ``n_points`` by scalarization with continuation, each point certified by :func:`descent`.
 
     ``"ps"``: Pascoletti-Serafini, reference points evenly spaced on the segment between the
-    two anchor images, direction r normal to it; ``"ws"``: weighted sums with evenly spaced
+    two anchor images, direction r normal to it once each objective is scaled by its range
+    (:math:`r \propto (|\Delta J_1|, |\Delta J_2|)`); ``"ws"``: weighted sums with evenly spaced
     weights.  Each solve is warm-started from the previous one (continuation), then
     :func:`descent` polishes it and certifies (eps, delta)-criticality.  Returns a namespace:
     ``U (n, m)``, ``F (n, 2)``, ``rel_criticality (n,)``, ``solves`` (state/adjoint counts).
@@ -283,7 +284,7 @@ def trace_front(prob, n_points: int, *, scalarization: str = "ps", eps: float = 
     w1 = _scalarized(prob, (1.0, 1e-6), None, np.r_[np.ones(2 * m), 0.0], "ws")
     F1, F2 = prob.f(w1[:m] - w1[m:2 * m]), prob.f(np.zeros(m))
     dF = F2 - F1
-    r = np.array([-dF[1], dF[0]]) / np.linalg.norm(dF)
+    r = np.array([dF[0], -dF[1]]) / np.linalg.norm(dF)   # the normal (1, 1) after scaling by the ranges
     U, F, crit, w = [], [], [], np.r_[w1[:2 * m], 0.0]
     for s in np.linspace(0.0, 1.0, n_points):
         z = F1 + s * dF if scal == "ps" else (1.0 - s, s)
