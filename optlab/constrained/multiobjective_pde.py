@@ -179,10 +179,12 @@ def descent(f, subgrad, x0, *, eps: float = 1e-4, delta: float = 1e-4, c: float 
     check_callable(subgrad, "subgrad", signature="x -> (k, d)")
     eps, delta = check_positive(eps, "eps"), check_positive(delta, "delta")
     c = check_real(c, "c", low=0.0, high=1.0, low_open=True, high_open=True)
-    max_enrich, n_iters = check_int(max_enrich, "max_enrich", low=0), check_int(n_iters, "n_iters", low=1)
-    as_rng(rng)                                  # validated only: the method is deterministic
-    trace = Trace("descent", {"eps": eps, "delta": delta, "c": c, "max_enrich": max_enrich,
-                              "n_iters": n_iters}, callback)
+    max_enrich = check_int(max_enrich, "max_enrich", low=0)
+    n_iters = check_int(n_iters, "n_iters", low=1)
+    as_rng(rng)                          # validated only: the method is deterministic
+    params = {"eps": eps, "delta": delta, "c": c, "max_enrich": max_enrich,
+              "n_iters": n_iters}
+    trace = Trace("descent", params, callback)
     fx = np.asarray(f(x), dtype=float)
     k = check_array(fx, "f(x0)", ndim=1).size
     trace.count("f")
@@ -206,7 +208,7 @@ def descent(f, subgrad, x0, *, eps: float = 1e-4, delta: float = 1e-4, c: float 
             W = np.vstack([W, enrich(f, subgrad, x, d, v, bad[0], eps, c, trace)])
         step = 0.0
         if not converged and bad.size == 0:
-            step, fx = eps, trial                # double the step while the Armijo test holds
+            step, fx = eps, trial        # double the step while the Armijo test holds
             for _ in range(40):
                 f2 = f(x + 2 * step * d)
                 trace.count("f")
@@ -215,14 +217,16 @@ def descent(f, subgrad, x0, *, eps: float = 1e-4, delta: float = 1e-4, c: float 
                 step, fx = 2 * step, f2
             x = x + step * d
         n_done = t + 1
-        stop = trace.log(n_done, **{f"f{i + 1}": fx[i] for i in range(k)}, v_norm=nv, n_W=len(W),
-                         step=step)
+        values = {f"f{i + 1}": fx[i] for i in range(k)}
+        stop = trace.log(n_done, **values, v_norm=nv, n_W=len(W), step=step)
         if converged or step == 0.0 or stop or trace.diverged(x, n_done):
             break
-    msg = "eps-delta critical" if converged else ("no descent direction found" if step == 0.0 else None)
-    return trace.result(x, fx, n_iters=n_done, converged=converged, message=msg if not
-                        trace.stopped_by_callback else None, v_norm=nv, rel_criticality=nv / scale,
-                        W=W, alpha=alpha)
+    msg = "eps-delta critical" if converged else (
+        "no descent direction found" if step == 0.0 else None)
+    if trace.stopped_by_callback:
+        msg = None
+    return trace.result(x, fx, n_iters=n_done, converged=converged, message=msg,
+                        v_norm=nv, rel_criticality=nv / scale, W=W, alpha=alpha)
 
 
 def enrich(f, subgrad, x, d, v, i, eps, c, trace, n_halvings: int = 12):
