@@ -302,8 +302,8 @@ def trace_front(prob, n_points: int, *, scalarization: str = "ps", eps: float = 
 def dominated(F, G=None, tol: float = 1e-9):
     r"""Which rows of ``F`` are dominated by a row of ``G`` (default ``F`` itself), with tolerance.
 
-    g dominates f when :math:`g \le f - tol` componentwise is false but :math:`g \le f + tol`
-    everywhere and :math:`g < f - tol` somewhere.
+    g dominates f when :math:`g \le f + tol` in every component and :math:`g < f - tol` in
+    at least one (so near-ties do not count as domination).
 
     >>> dominated([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).tolist()
     [False, False, True]
