@@ -69,13 +69,15 @@ class IBNNKernel:
 
     def __init__(self, depth=3, sigma_w2=10.0, sigma_b2=1.6):
         self.depth = check_int(depth, "depth", low=0)
-        self.sigma_w2, self.sigma_b2 = check_positive(sigma_w2, "sigma_w2"), check_real(sigma_b2, "sigma_b2", low=0.0)
+        self.sigma_w2 = check_positive(sigma_w2, "sigma_w2")
+        self.sigma_b2 = check_real(sigma_b2, "sigma_b2", low=0.0)
 
     def _recursion(self, K, k1, k2):
         w, b = self.sigma_w2, self.sigma_b2
         for _ in range(self.depth):
             K = b + w * relu_expectation(k1, k2, K)
-            k1, k2 = b + w * relu_expectation(k1, k1, k1), b + w * relu_expectation(k2, k2, k2)
+            k1 = b + w * relu_expectation(k1, k1, k1)        # the diagonals: k / 2
+            k2 = b + w * relu_expectation(k2, k2, k2)
         return K
 
     def __call__(self, X1, X2):
@@ -91,7 +93,8 @@ class IBNNKernel:
         return self._recursion(k, k, k)
 
     def __repr__(self):
-        return f"IBNNKernel(depth={self.depth}, sigma_w2={self.sigma_w2:g}, sigma_b2={self.sigma_b2:g})"
+        return (f"IBNNKernel(depth={self.depth}, sigma_w2={self.sigma_w2:g}, "
+                f"sigma_b2={self.sigma_b2:g})")
 
 
 def ibnn_monte_carlo(X, *, depth=3, sigma_w2=10.0, sigma_b2=1.6, width=100_000, rng=None):
@@ -117,8 +120,8 @@ def ibnn_monte_carlo(X, *, depth=3, sigma_w2=10.0, sigma_b2=1.6, width=100_000, 
     return K
 
 
-def hmc(f, grad, x0, *, lr=0.05, n_leapfrog=10, n_burn=200, n_iters=300, target_accept=0.8, rng=None,
-        callback=None):
+def hmc(f, grad, x0, *, lr=0.05, n_leapfrog=10, n_burn=200, n_iters=300,
+        target_accept=0.8, rng=None, callback=None):
     r"""Hamiltonian Monte Carlo on the potential ``f`` (minus the log density), ``C`` chains at once.
 
     ``x0`` is ``(C, P)``: one row per chain; ``f(X) -> (C,)`` and ``grad(X) -> (C, P)`` act row-wise.
@@ -152,11 +155,13 @@ def hmc(f, grad, x0, *, lr=0.05, n_leapfrog=10, n_burn=200, n_iters=300, target_
     x = check_array(x0, "x0", ndim=2).copy()
     C = len(x)
     lr = check_positive(lr, "lr")
-    L, n_burn = check_int(n_leapfrog, "n_leapfrog", low=1), check_int(n_burn, "n_burn", low=0)
-    n_iters, target = check_int(n_iters, "n_iters", low=1), check_real(target_accept, "target_accept", low=0.0,
-                                                                     high=1.0, low_open=True, high_open=True)
+    L = check_int(n_leapfrog, "n_leapfrog", low=1)
+    n_burn, n_iters = check_int(n_burn, "n_burn", low=0), check_int(n_iters, "n_iters", low=1)
+    target = check_real(target_accept, "target_accept", low=0.0, high=1.0,
+                        low_open=True, high_open=True)
     rng = as_rng(rng)
-    trace = Trace("hmc", {"lr": lr, "n_leapfrog": L, "n_burn": n_burn, "target_accept": target}, callback)
+    params = {"lr": lr, "n_leapfrog": L, "n_burn": n_burn, "target_accept": target}
+    trace = Trace("hmc", params, callback)
     f_c, grad_c = trace.counted("f", f), trace.counted("grad", grad)
     eps = np.full(C, lr)
     U = check_oracle(f_c, "f", x, shape=(C,))
@@ -176,12 +181,14 @@ def hmc(f, grad, x0, *, lr=0.05, n_leapfrog=10, n_burn=200, n_iters=300, target_
             log_ratio = H0 - Un - 0.5 * np.sum(p**2, axis=1)
         accept_prob = np.exp(np.minimum(np.nan_to_num(log_ratio, nan=-np.inf), 0.0))
         accept = rng.uniform(size=C) < accept_prob
-        x[accept], U[accept], g = xn[accept], Un[accept], np.where(accept[:, None], gn, g)
+        x[accept], U[accept] = xn[accept], Un[accept]
+        g = np.where(accept[:, None], gn, g)
         if t < n_burn:
             eps = eps * np.exp(0.1 * (accept_prob - target))
         else:
             samples[t - n_burn], accepted = x, accepted + accept
-        if trace.diverged(x, t) or trace.log(t + 1, f=np.mean(U), accept=np.mean(accept_prob), lr=np.mean(eps)):
+        row = {"f": np.mean(U), "accept": np.mean(accept_prob), "lr": np.mean(eps)}
+        if trace.diverged(x, t) or trace.log(t + 1, **row):
             break
     kept = max(t + 1 - n_burn, 0)
     return trace.result(x, float(np.mean(U)), n_iters=t + 1, samples=samples[:kept],
