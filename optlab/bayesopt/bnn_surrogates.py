@@ -156,7 +156,8 @@ def hmc(f, grad, x0, *, lr=0.05, n_leapfrog=10, n_burn=200, n_iters=300,
     C = len(x)
     lr = check_positive(lr, "lr")
     L = check_int(n_leapfrog, "n_leapfrog", low=1)
-    n_burn, n_iters = check_int(n_burn, "n_burn", low=0), check_int(n_iters, "n_iters", low=1)
+    n_burn = check_int(n_burn, "n_burn", low=0)
+    n_iters = check_int(n_iters, "n_iters", low=1)
     target = check_real(target_accept, "target_accept", low=0.0, high=1.0,
                         low_open=True, high_open=True)
     rng = as_rng(rng)
