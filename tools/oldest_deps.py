@@ -57,7 +57,9 @@ from _book import ROOT, notebooks  # noqa: E402
 #: Where the environment lives (ignored by git; reused while the bounds are unchanged).
 DEFAULT_VENV = ROOT / "_build" / "oldest-venv"
 #: What runs the checks, at the versions of requirements.txt (they do not depend on numpy and friends).
-TOOLS = ("pip", "pytest", "ipykernel")
+# nbformat and pyyaml: the chapter tests import tools/claims.py (run_claim) and tools/_book.py;
+# hypothesis: the property-based bad-input tests.
+TOOLS = ("pip", "pytest", "ipykernel", "nbformat", "pyyaml", "hypothesis")
 #: Limits on the tools where their newest release needs a newer dependency than optlab's bound.
 TOOL_LIMITS = (
     "matplotlib-inline<0.2",  # ipykernel's inline backend: 0.2 calls rcParams._get, new in matplotlib 3.7
@@ -65,9 +67,11 @@ TOOL_LIMITS = (
 #: Tests of the book's own tooling (notebook anatomy, assignments, the HTML book, the setup cell, the install
 #: paths): they need the pinned book toolchain, not optlab's dependencies, so this job leaves them out.
 BOOK_TESTS = ("test_chapters.py", "test_tools.py", "test_assignments.py", "test_browser.py",
-              "test_setup_cell.py", "test_colab.py", "test_oldest_deps.py", "test_book_ext.py", "test_repository.py")
-#: Markers of tests that are not unit tests of optlab.
-NOT_UNIT = "not browser and not colab and not oldest"
+              "test_setup_cell.py", "test_colab.py", "test_oldest_deps.py", "test_book_ext.py", "test_repository.py",
+              "test_claims_ledger.py", "test_grading.py", "test_pdf.py", "test_benchmarks.py")
+#: Markers of tests that are not unit tests of optlab.  The slow tests re-run the chapters' claims (on other
+#: seeds and on wrong variants): checks of the chapters, which `make test` runs with the pinned stack.
+NOT_UNIT = "not browser and not colab and not oldest and not slow"
 STAMP = "optlab-oldest.json"
 
 
@@ -190,8 +194,8 @@ def install_optlab(python: Path) -> str:
 
 
 def check_import(python: Path, deps) -> bool:
-    names = {"scikit-learn": "sklearn"}
-    mods = ["optlab"] + [names.get(d.name, d.name) for d in deps]
+    names = {"scikit-learn": "sklearn"}  # distributions whose module has another name
+    mods = ["optlab"] + [names.get(d.name, d.name.replace("-", "_")) for d in deps]
     code = ("import importlib, sys\n"
             f"for m in {mods!r}:\n"
             "    mod = importlib.import_module(m)\n"

@@ -66,7 +66,8 @@ def test_minimizer_matches_scikit_learn(small):
 
     X, y = small.info["X"], small.info["y"]
     model = LogisticRegression(C=np.inf, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(X, y)
-    assert abs(small.f(model.coef_[0]) - small.f_star) < 1e-9 and small.f(model.coef_[0]) >= small.f_star - 1e-14
+    # scikit-learn 1.1.3's lbfgs (the oldest-dependency job) stops 2.4e-9 above the optimum
+    assert abs(small.f(model.coef_[0]) - small.f_star) < 1e-8 and small.f(model.coef_[0]) >= small.f_star - 1e-14
     np.testing.assert_allclose(model.coef_[0], small.x_star, atol=1e-3 * np.linalg.norm(small.x_star))
     assert np.linalg.norm(small.grad(small.x_star)) < 1e-10
 
