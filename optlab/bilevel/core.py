@@ -97,6 +97,8 @@ def lower_solve(grad, y0, *, lr, tol: float = 1e-10, max_iters: int = 100_000):
     w, k = y.copy(), np.zeros(y.shape[:-1] + (1,))
     for n in range(1, max_iters + 1):
         gw = check_oracle(grad, "grad", w)
+        if not np.all(np.isfinite(gw)):
+            return w, n             # non-finite: the caller's divergence check ends the run
         y_new = w - step * gw
         uphill = np.sum(gw * (y_new - y), axis=-1, keepdims=True) > 0
         k = np.where(uphill, 0.0, k + 1)
