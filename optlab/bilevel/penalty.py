@@ -36,7 +36,8 @@ def penalty_grad(problem: BilevelProblem, x, y, z, sigma):
 
     Row-wise: ``x`` (n, dx), ``y`` and ``z`` (n, dy), ``sigma`` a number or (n,).
     """
-    x, y, z = (check_array(v, name, ndim=(1, 2)) for v, name in ((x, "x"), (y, "y"), (z, "z")))
+    x, y, z = (check_array(v, n, ndim=(1, 2)) for v, n in ((x, "x"), (y, "y"),
+                                                           (z, "z")))
     sigma = check_array(sigma, "sigma", ndim=(0, 1), finite=False)
     if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
         raise ValueError("sigma must be finite and > 0")
@@ -44,8 +45,8 @@ def penalty_grad(problem: BilevelProblem, x, y, z, sigma):
     return problem.grad_Fx(x, y) + (problem.grad_gx(x, y) - problem.grad_gx(x, z)) / s
 
 
-def penalty_value_and_grad(problem: BilevelProblem, x, sigma, *, y0=None, z0=None, tol: float = 1e-10,
-                           max_iters: int = 100_000) -> dict:
+def penalty_value_and_grad(problem: BilevelProblem, x, sigma, *, y0=None, z0=None,
+                           tol: float = 1e-10, max_iters: int = 100_000) -> dict:
     r"""The penalty function :math:`\psi_\sigma(x)` and its gradient, from two first-order inner solves.
 
     The penalized inner problem :math:`y \mapsto F + g/\sigma` has Hessian between
@@ -80,17 +81,24 @@ def penalty_value_and_grad(problem: BilevelProblem, x, sigma, *, y0=None, z0=Non
     """
     x = check_array(x, "x", ndim=(1, 2))
     sig = check_array(sigma, "sigma", ndim=(0, 1), finite=False)
-    if not np.all(np.isfinite(sig)) or np.any(sig <= 0) or (sig.ndim == 1 and (x.ndim != 2 or len(sig) != len(x))):
+    rows = sig.ndim == 0 or (x.ndim == 2 and len(sig) == len(x))
+    if not np.all(np.isfinite(sig)) or np.any(sig <= 0) or not rows:
         raise ValueError("sigma must be a finite number > 0, or one per row of x")
     shape_y = x.shape[:-1] + np.shape(problem.y0)
-    y = np.broadcast_to(problem.y0, shape_y) if y0 is None else check_array(y0, "y0", shape=shape_y)
-    z = np.broadcast_to(problem.y0, shape_y) if z0 is None else check_array(z0, "z0", shape=shape_y)
+    start = np.broadcast_to(problem.y0, shape_y)
+    y = start if y0 is None else check_array(y0, "y0", shape=shape_y)
+    z = start if z0 is None else check_array(z0, "z0", shape=shape_y)
     s = sig[:, None] if sig.ndim == 1 else sig
+    # y_sigma: argmin_y F + g / sigma, Hessian up to L_Fy + L_gy / sigma
     y, n1 = lower_solve(lambda w: problem.grad_Fy(x, w) + problem.grad_gy(x, w) / s, y,
-                        lr=1.0 / (problem.L_Fy + problem.L_gy / sig), tol=tol, max_iters=max_iters)
-    z, n2 = lower_solve(lambda w: problem.grad_gy(x, w), z, lr=1.0 / problem.L_gy, tol=tol, max_iters=max_iters)
+                        lr=1.0 / (problem.L_Fy + problem.L_gy / sig), tol=tol,
+                        max_iters=max_iters)
+    # z: argmin_z g, so that g*(x) = g(x, z)
+    z, n2 = lower_solve(lambda w: problem.grad_gy(x, w), z, lr=1.0 / problem.L_gy,
+                        tol=tol, max_iters=max_iters)
     value = problem.F(x, y) + (problem.g(x, y) - problem.g(x, z)) / sig
-    return {"value": value, "grad": penalty_grad(problem, x, y, z, sig), "y": y, "z": z, "n_grad": n1 + n2}
+    grad = penalty_grad(problem, x, y, z, sig)
+    return {"value": value, "grad": grad, "y": y, "z": z, "n_grad": n1 + n2}
 
 
 def landscape_gaps(problem: BilevelProblem, xs, sigmas, *, tol: float = 1e-12) -> dict:
@@ -112,8 +120,9 @@ def landscape_gaps(problem: BilevelProblem, xs, sigmas, *, tol: float = 1e-12) -
     return {"value_gap": value_gap, "grad_gap": grad_gap}
 
 
-def penalty_method(problem: BilevelProblem, x0, *, lr, sigma, n_iters: int, inner_tol: float = 1e-10,
-                   max_inner: int = 100_000, rng=None, callback=None):
+def penalty_method(problem: BilevelProblem, x0, *, lr, sigma, n_iters: int,
+                   inner_tol: float = 1e-10, max_inner: int = 100_000, rng=None,
+                   callback=None):
     r"""Projected gradient descent on the penalty function :math:`\psi_{\sigma_k}`: first-order bilevel optimization.
 
     Each step solves the penalized problem and the lower level to ``inner_tol``, warm-started
@@ -179,24 +188,28 @@ def penalty_method(problem: BilevelProblem, x0, *, lr, sigma, n_iters: int, inne
     (0.49975, 40, 40)
     """
     x = check_array(x0, "x0", ndim=1)
-    n_iters, inner_tol = check_int(n_iters, "n_iters", low=1), check_positive(inner_tol, "inner_tol")
+    n_iters = check_int(n_iters, "n_iters", low=1)
+    inner_tol = check_positive(inner_tol, "inner_tol")
     max_inner = check_int(max_inner, "max_inner", low=1)
     schedule = as_schedule(lr)
     sigmas = as_schedule(sigma, "sigma")
     as_rng(rng)
-    trace = Trace("penalty_method", {"lr": schedule, "sigma": sigmas, "n_iters": n_iters, "inner_tol": inner_tol},
-                  callback)
+    params = {"lr": schedule, "sigma": sigmas, "n_iters": n_iters,
+              "inner_tol": inner_tol}
+    trace = Trace("penalty_method", params, callback)
     y = z = np.array(problem.y0, dtype=float)
     t = 0
     for t in range(n_iters + 1):
         s = step_at(sigmas, min(t, n_iters - 1), "sigma")
         if s <= 0:
             raise ValueError(f"sigma must be > 0 at every step, got {s} at step {t}")
-        out = penalty_value_and_grad(problem, x, s, y0=y, z0=z, tol=inner_tol, max_iters=max_inner)
+        out = penalty_value_and_grad(problem, x, s, y0=y, z0=z, tol=inner_tol,
+                                     max_iters=max_inner)  # warm starts
         y, z, d = out["y"], out["z"], out["grad"]
         trace.count("grad_y", out["n_grad"])
-        if trace.log(t, f=problem.F(x, z), penalty=out["value"], sigma=s, grad_norm=np.linalg.norm(d),
-                     inner_steps=out["n_grad"]) or t == n_iters:
+        if trace.log(t, f=problem.F(x, z), penalty=out["value"], sigma=s,
+                     grad_norm=np.linalg.norm(d), inner_steps=out["n_grad"]) \
+                or t == n_iters:
             break
         trace.count("grad_Fx"), trace.count("grad_gx", 2)
         x = x - step_at(schedule, t) * d
@@ -204,7 +217,8 @@ def penalty_method(problem: BilevelProblem, x0, *, lr, sigma, n_iters: int, inne
             x = check_oracle(problem.project, "project", x)
         if trace.diverged(x, t + 1):
             break
-    return trace.result(x, problem.F(x, z) if trace.message is None else None, n_iters=t, y=y, z=z)
+    f = problem.F(x, z) if trace.message is None else None
+    return trace.result(x, f, n_iters=t, y=y, z=z)
 
 
 def toy_problem() -> BilevelProblem:
