@@ -24,7 +24,8 @@ from ..prox import project_l1_ball
 from ..validate import check_array, check_choice, check_int, check_positive, check_real
 
 __all__ = ["token_data", "check_data", "loss", "grad", "softmax_probs", "selected_tokens", "optimal_tokens",
-           "att_svm", "correlation", "attention_gd", "project_ball", "reg_path"]
+           "att_svm", "correlation", "attention_gd", "normalized_step",
+           "project_ball", "reg_path"]
 
 
 def token_data(n: int = 6, T: int = 8, d: int = 10, rng=None) -> dict:
@@ -94,8 +95,8 @@ def grad(W, data) -> np.ndarray:
     r""":math:`\nabla L(W) = \frac1n \sum_i \ell'(Y_i f_i) Y_i X_i^\top [s_i \odot (g_i - s_i^\top g_i)] z_i^\top`."""
     data = check_data(data)
     s, g, m = _margins(W, data)
-    w = -0.5 * (1.0 - np.tanh(0.5 * m)) * data["Y"] / len(m)   # l'(m) = -1/(1 + e^m), times Y_i / n
-    h = softmax_jacobian_vec(s, g) * w[:, None]               # (n, T)
+    w = -0.5 * (1.0 - np.tanh(0.5 * m)) * data["Y"] / len(m)  # l'(m_i) Y_i / n
+    h = softmax_jacobian_vec(s, g) * w[:, None]              # (n, T)
     return np.einsum("it,itd,ie->de", h, data["X"], data["z"])
 
 
@@ -247,11 +248,9 @@ def attention_gd(data, x0, *, lr: float = 0.1, n_iters: int = 2000, lam: float =
         G = grad(combined(), data)
         trace.count("grad")
         if factored:
-            GK, GQ = G @ Q + 2 * lam * K, G.T @ K + 2 * lam * Q
-            K = K - lr * GK / max(np.linalg.norm(GK), 1e-300)
-            Q = Q - lr * GQ / max(np.linalg.norm(GQ), 1e-300)
+            K, Q = normalized_step(G, (K, Q), lr=lr, lam=lam)
         else:
-            W = W - lr * G / max(np.linalg.norm(G), 1e-300)
+            W = normalized_step(G, W, lr=lr)
         n_done = t + 1
         Wc = combined()
         if trace.diverged(Wc, n_done):
@@ -267,6 +266,32 @@ def attention_gd(data, x0, *, lr: float = 0.1, n_iters: int = 2000, lam: float =
     finite = bool(np.all(np.isfinite(Wc)))
     f, tokens = (loss(Wc, data), selected_tokens(Wc, data)) if finite else (None, None)
     return trace.result(x, f, n_iters=n_done, W=Wc, tokens=tokens)
+
+
+def normalized_step(G, x, *, lr: float, lam: float = 0.0):
+    r"""One normalized step from the W-gradient ``G``, on ``x = W`` or on factors ``x = (K, Q)``.
+
+    For W: :math:`W - \eta G/\|G\|_F`.  For (K, Q), separately normalized factor steps with
+    :math:`G_K = GQ + 2\lambda K` and :math:`G_Q = G^\top K + 2\lambda Q` (chain rule for
+    :math:`W = KQ^\top`, plus the penalty :math:`\lambda(\|K\|_F^2 + \|Q\|_F^2)`).
+
+    >>> normalized_step(np.array([[3.0, 4.0]]), np.zeros((1, 2)), lr=1.0).tolist()
+    [[-0.6, -0.8]]
+    """
+    lr, lam = check_positive(lr, "lr"), check_real(lam, "lam", low=0.0)
+    G = check_array(G, "G", ndim=2, finite=False)  # non-finite: the run diverges
+
+    def unit(A):
+        return A / max(np.linalg.norm(A), 1e-300)
+
+    if not isinstance(x, tuple):
+        return check_array(x, "x", shape=G.shape) - lr * unit(G)
+    if len(x) != 2:
+        raise ValueError(f"x must be W or a pair (K, Q); got a tuple of {len(x)}")
+    K = check_array(x[0], "x[0] (K)", shape=(G.shape[0], None))
+    Q = check_array(x[1], "x[1] (Q)", shape=(G.shape[1], K.shape[1]))
+    GK, GQ = G @ Q + 2 * lam * K, G.T @ K + 2 * lam * Q
+    return K - lr * unit(GK), Q - lr * unit(GQ)
 
 
 def project_ball(W, radius: float, norm: str = "fro") -> np.ndarray:
@@ -287,7 +312,8 @@ def project_ball(W, radius: float, norm: str = "fro") -> np.ndarray:
     return (U * project_l1_ball(s, R)) @ Vt
 
 
-def reg_path(data, radii, *, norm: str = "fro", lr: float = 0.1, n_iters: int = 300) -> np.ndarray:
+def reg_path(data, radii, *, norm: str = "fro", lr: float = 0.1,
+             n_iters: int = 300) -> np.ndarray:
     r"""Approximate regularization path :math:`W_R = \arg\min_{\|W\|\le R} L(W)` for each radius.
 
     Projected normalized GD, :math:`W \leftarrow \Pi_R(W - \eta R\, \nabla L/\|\nabla L\|_F)`, warm

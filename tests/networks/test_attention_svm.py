@@ -194,6 +194,8 @@ BAD_INPUT = {
     "attention_gd": (asvm.attention_gd, dict(data=D0, x0=W0, n_iters=3),
                      {"x0": [np.zeros((3, 3)), {"K": np.ones((4, 2))}, [[np.inf] * 4] * 4], "lr": [0.0, -1.0],
                       "n_iters": [0], "lam": [-1.0], "sat_tol": [2.0]} | BAD_DATA, ("data",)),
+    "normalized_step": (asvm.normalized_step, dict(G=np.ones((2, 2)), x=np.zeros((2, 2)), lr=1.0),
+                        {"lr": [0.0, -1.0], "lam": [-1.0], "x": [np.zeros((3, 3)), (np.ones((2, 2)),)]}, ("x",)),
     "project_ball": (asvm.project_ball, dict(W=W0, radius=1.0, norm="nuc"),
                      {"radius": [0.0, -1.0], "norm": ["l2"], "W": [np.zeros(3)]}, ()),
     "reg_path": (asvm.reg_path, dict(data=D0, radii=[1.0, 2.0], n_iters=3),
