@@ -14,8 +14,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 from claims import run_claim  # noqa: E402
 
 CHAPTER = ROOT / "chapters" / "networks" / "attention_svm.ipynb"
-# Seeds of the claim re-runs here; the chapter uses seeds 0-9.
+# Seeds and sizes of the claim re-run here; the chapter uses seeds 0-9 with d = 10, T = 8.
 CLAIM_SEEDS = list(range(500, 510))
+SIZES = {"D_CLAIM": 12, "T_CLAIM": 6}
 
 cp = pytest.importorskip("cvxpy")
 
@@ -245,11 +246,12 @@ WRONG_VARIANTS = {
 
 @pytest.mark.slow
 def test_the_claim_holds_on_seeds_the_chapter_does_not_use():
-    verdict = run_claim(CHAPTER, seeds=CLAIM_SEEDS)
+    verdict = run_claim(CHAPTER, seeds=CLAIM_SEEDS, sizes=SIZES)
     assert verdict.passed and verdict.status == "holds"
     assert set(verdict.rejects) == set(WRONG_VARIANTS), "the verdict names exactly the variants tested here"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", WRONG_VARIANTS)
 def test_the_claim_fails_on_a_wrong_variant(variant):
     with pytest.raises(ClaimFailed, match="FAIL"):
