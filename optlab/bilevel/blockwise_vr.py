@@ -204,8 +204,9 @@ def bsvrb(problem: MultiBlockProblem, x0, *, lr, tau, n_blocks: int, batch_size:
         raise ValueError("beta must be a finite number in (0, 1], got 0")
     check_choice(hessian, "hessian", ("track", "batch"))
     n_iters, gen = check_int(n_iters, "n_iters", low=1), as_rng(rng)
-    params = {"lr": schedule, "tau": tau, "n_blocks": k, "batch_size": B, "alpha": alpha,
-              "gamma": gamma, "beta": beta, "hessian": hessian, "n_iters": n_iters}
+    params = {"lr": schedule, "tau": tau, "n_blocks": k, "batch_size": B,
+              "alpha": alpha, "gamma": gamma, "beta": beta, "hessian": hessian,
+              "n_iters": n_iters}
     trace = Trace("bsvrb", params, callback)
     mu, every = problem.mu, np.arange(m)
     Y = np.array(problem.y0, dtype=float)
@@ -237,7 +238,7 @@ def bsvrb(problem: MultiBlockProblem, x0, *, lr, tau, n_blocks: int, batch_size:
     stop = log(0, samples)
     for t in range(0 if stop else n_iters):
         b = gen.choice(m, k, replace=False)               # I blocks
-        iu = problem.sample(gen, b, B)                    # B lower and B upper data each
+        iu = problem.sample(gen, b, B)                    # B lower, B upper data each
         new, old = (x, Y[b]), (x_prev, Y_prev[b])
         g_new, g_old = problem.grad_gy(*new, b, iu[0]), problem.grad_gy(*old, b, iu[0])
         s[b] = msvr_update(s[b], g_new, g_old, alpha, gamma)
