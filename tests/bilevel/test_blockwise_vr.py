@@ -32,8 +32,8 @@ def test_block_oracles_against_finite_differences():
         for fn, gx, gy in ((q.F, q.grad_Fx, q.grad_Fy), (q.g, q.grad_gx, q.grad_gy)):
             assert check_grad(lambda x_, fn=fn: fn(x_, y), lambda x_, gx=gx: gx(x_, y), x) < 1e-6
             assert check_grad(lambda y_, fn=fn: fn(x, y_), lambda y_, gy=gy: gy(x, y_), y) < 1e-6
-        assert check_grad(lambda y_: q.grad_gy(x, y_) @ v, lambda y_: q.hvp_yy(x, y_, v), y) < 1e-6
-        assert check_grad(lambda x_: q.grad_gy(x_, y) @ v, lambda x_: q.jvp_xy(x_, y, v), x) < 1e-6
+        assert check_grad(lambda y_, q=q: q.grad_gy(x, y_) @ v, lambda y_, q=q: q.hvp_yy(x, y_, v), y) < 1e-6
+        assert check_grad(lambda x_, q=q: q.grad_gy(x_, y) @ v, lambda x_, q=q: q.jvp_xy(x_, y, v), x) < 1e-6
 
 
 def test_minibatch_oracles_average_to_the_full_ones():
@@ -95,7 +95,10 @@ def test_counts_samples_and_gamma_formula():
     assert bv.bsvrb(P, P.x0, lr=0.05, tau=0.1, n_blocks=2, batch_size=3, n_iters=2, rng=0).gamma == 1.0
 
 
-def run(rng=0, x0=np.zeros(3), callback=None):
+START = np.zeros(3)
+
+
+def run(rng=0, x0=START, callback=None):
     return bv.bsvrb(P, x0, lr=0.05, tau=0.1, n_blocks=2, batch_size=3, n_iters=5, rng=rng, callback=callback)
 
 
