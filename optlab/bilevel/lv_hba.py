@@ -126,7 +126,7 @@ def outer_directions(p, x, y, z, theta, lam, c, *, gamma1, gamma2):
 
 def lv_hba(p: ConstrainedBilevelProblem, x0, y0, *, alpha, beta, eta, gamma1=10.0,
            gamma2=10.0, c_lower=1.0, power=0.3, r=1e3, z0=None, lam0=None,
-           n_iters=1000, n_log=50, rng=None, callback=None):
+           n_iters=1000, n_log=50, keep_x=False, rng=None, callback=None):
     r"""LV-HBA: single-loop, Hessian-free descent on the proximal-Lagrangian value-function penalty.
 
     Intuition: the bilevel constraint "y solves the lower level" becomes the smooth inequality
@@ -152,6 +152,8 @@ def lv_hba(p: ConstrainedBilevelProblem, x0, y0, *, alpha, beta, eta, gamma1=10.
         Starts of :math:`z` and :math:`\lambda` (default: ones).  :math:`\theta` starts at ``y0``.
     n_iters, n_log : int
         Steps, and about how many (geometrically spaced) steps to log.
+    keep_x : bool
+        Also store ``x`` in every logged row (history column ``x``).
     rng : None, int or Generator
         Accepted for the common signature (the method is deterministic).
     callback : callable or None
@@ -180,11 +182,11 @@ def lv_hba(p: ConstrainedBilevelProblem, x0, y0, *, alpha, beta, eta, gamma1=10.
         (x^{k+1}, y^{k+1}) &= \Pi_C((x^k, y^k) - \alpha(d_x, d_y)), \quad
         z^{k+1} = \Pi_{[0, r]}(z^k + \beta(\lambda^{k+1} - z^k)/\gamma_2).
 
-    Cost per step: a constant number of first-order calls.  The paper's guarantee (Theorem 4.1 there,
-    as far as checked): for convex lower levels without strong convexity, with
-    :math:`c_k = \underline{c}(k+1)^p`, :math:`p \in (0, 1/2)`, and small enough steps, a residual of the
-    penalized KKT system decays at a rate :math:`O(K^{-(1-2p)/2})` and limit points solve the
-    single-level problem.  Differences: :math:`\theta` is unconstrained (the lower feasible set
+    Cost per step: a constant number of first-order calls.  The paper's guarantee (from its
+    abstract): non-asymptotic convergence to stationary points of the single-level reformulation
+    without strong convexity of the lower level, for :math:`c_k = \underline{c}(k+1)^p`,
+    :math:`p \in (0, 1/2)`, and small enough steps; the exact rate and its constants were not
+    verified here.  Differences: :math:`\theta` is unconstrained (the lower feasible set
     :math:`Y` is the whole space, constraints enter through :math:`h` only); logs are geometric.
 
     References
@@ -223,13 +225,13 @@ def lv_hba(p: ConstrainedBilevelProblem, x0, y0, *, alpha, beta, eta, gamma1=10.
     params = {"alpha": alpha, "beta": beta, "eta": eta, "gamma1": gamma1,
               "gamma2": gamma2, "c_lower": c_lower, "power": power, "r": r,
               "n_iters": n_iters}
-    trace = Trace("lv_hba", params, callback)
+    trace = Trace("lv_hba", params, callback, keep_x=keep_x)
     log_at = geometric_steps(n_iters, n_log)
 
     def log(t, c):  # logging evaluations are not counted
         err = np.nan if p.x_star is None else float(np.max(
             np.linalg.norm(x - p.x_star, axis=-1) / np.linalg.norm(p.x_star)))
-        return trace.log(t, f=float(np.mean(p.F(x, y))), x_err=err,
+        return trace.log(t, x, f=float(np.mean(p.F(x, y))), x_err=err,
                          violation=float(np.max(p.h(x, y))), c=c)
 
     stop, t = log(0, np.max(c_lower)), 0
