@@ -213,7 +213,7 @@ def lv_hba(p: ConstrainedBilevelProblem, x0, y0, *, alpha, beta, eta, gamma1=10.
     r = check_positive(r, "r")
     c_lower, power = _per_row(c_lower, "c_lower", x), _per_row(power, "power", x)
     if np.any(c_lower <= 0) or np.any(power < 0) or np.any(power >= 0.5):
-        raise ValueError("c_lower must be > 0 and power in [0, 0.5), one or one per row")
+        raise ValueError("c_lower must be > 0, power in [0, 0.5): one or one per row")
     n_iters = check_int(n_iters, "n_iters", low=1)
     n_log = check_int(n_log, "n_log", low=2)
     as_rng(rng)
