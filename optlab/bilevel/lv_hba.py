@@ -1,21 +1,10 @@
 r"""LV-HBA: a single-loop, Hessian-free method for bilevel problems with coupled lower-level constraints.
 
-The lower level is constrained by :math:`h(x, y) \le 0` (``m`` constraints that may involve both
-variables):
-
-.. math:: \min_{x, y} F(x, y) \quad\text{s.t.}\quad y \in \arg\min_{y'} \{g(x, y') : h(x, y') \le 0\}.
-
-The *proximal Lagrangian value function*
-
-.. math:: v_\gamma(x, y, z) = \min_\theta \max_{\lambda \ge 0}\; g(x, \theta) + \lambda^\top h(x, \theta)
-          + \frac{\|\theta - y\|^2}{2\gamma_1} - \frac{\|\lambda - z\|^2}{2\gamma_2}
-
-is smooth, and :math:`g(x, y) - v_\gamma(x, y, z) \le 0` together with :math:`h(x, y) \le 0` is an
-equivalent single-level constraint.  :func:`lv_hba` penalizes the first and projects onto the second:
-one gradient descent-ascent step on the inner saddle point :math:`(\theta, \lambda)`, then one projected
-gradient step on :math:`F/c_k + g - v_\gamma` in :math:`(x, y)` and one in :math:`z`, with
-:math:`c_k = \underline{c}(k+1)^p`.  :func:`prox_lagrangian_value` computes :math:`v_\gamma` accurately
-(for the value-function gap), :func:`toy_problem` is the coupled-constraint toy with a known solution
+The lower level is constrained by :math:`h(x, y) \le 0`, constraints that may involve both variables.
+The *proximal Lagrangian value function* :math:`v_\gamma(x, y, z)` (:func:`prox_lagrangian_value`) is
+smooth, and :math:`g - v_\gamma \le 0`, :math:`h \le 0` is an equivalent single-level constraint.
+:func:`lv_hba` penalizes the first and projects onto the second, with one descent-ascent step on the
+inner saddle point per iteration; :func:`toy_problem` is the coupled-constraint toy of the paper's code
 and :func:`box_regression_problem` a hyperparameter problem whose constraints couple the levels.
 
 References
@@ -35,8 +24,8 @@ from ..core import Trace, as_rng, geometric_steps
 from ..validate import check_array, check_int, check_positive
 from .core import BilevelProblem, lower_solve
 
-__all__ = ["ConstrainedBilevelProblem", "prox_lagrangian_value", "inner_step", "lv_hba", "toy_problem"
-           ]
+__all__ = ["ConstrainedBilevelProblem", "prox_lagrangian_value", "inner_step", "outer_directions",
+           "penalty_weight", "lv_hba", "toy_problem", "box_regression_problem"]
 
 
 @dataclass
@@ -68,8 +57,7 @@ def _per_row(value, name, x):
     return v[:, None] if v.ndim == 1 else v
 
 
-def _lam_best(p, x, theta, z, gamma2, r):
-    # the inner max over lambda in [0, r] in closed form
+def _lam_best(p, x, theta, z, gamma2, r):  # the max over lambda in [0, r] in closed form
     return np.clip(z + gamma2 * p.h(x, theta), 0.0, r)
 
 
@@ -141,23 +129,18 @@ def lv_hba(p: ConstrainedBilevelProblem, x0, y0, *, alpha, beta, eta, gamma1=10.
         Start (projected onto :math:`C`; not modified).
     alpha, beta, eta : float
         Steps of :math:`(x, y)`, of :math:`z` and of the inner :math:`(\theta, \lambda)`.
-    gamma1, gamma2 : float
-        Proximal parameters of :math:`v_\gamma`.
+    gamma1, gamma2, r : float
+        Proximal parameters of :math:`v_\gamma`; box :math:`[0, r]` of :math:`\lambda` and :math:`z`.
     c_lower, power : float or array of shape (R,)
         Penalty schedule :math:`c_k = \underline{c}(k+1)^p`, ``power`` in [0, 1/2); one value per
         replica runs several schedules in one vectorized loop.
-    r : float
-        Box :math:`[0, r]` of the multipliers :math:`\lambda` and :math:`z`.
     z0, lam0 : array_like or None
         Starts of :math:`z` and :math:`\lambda` (default: ones).  :math:`\theta` starts at ``y0``.
-    n_iters, n_log : int
-        Steps, and about how many (geometrically spaced) steps to log.
-    keep_x : bool
-        Also store ``x`` in every logged row (history column ``x``).
-    rng : None, int or Generator
-        Accepted for the common signature (the method is deterministic).
-    callback : callable or None
-        ``callback(record) -> bool``; True stops.
+    n_iters, n_log, keep_x : int, int, bool
+        Steps; about how many (geometrically spaced) steps to log; store ``x`` in each logged row.
+    rng, callback
+        ``rng`` is accepted for the common signature (deterministic method); ``callback(record)``
+        returning True stops the run.
 
     Returns
     -------
