@@ -1,22 +1,10 @@
 r"""Federated zeroth-order optimization: FedZO and FZooS (trajectory-informed surrogate gradients).
 
-``N`` clients minimize :math:`F(x) = \sum_i w_i f_i(x)` but client ``i`` can only *query* its own
-:math:`f_i`.  FedZO runs local Adam steps on a random-direction forward-difference gradient
-(``n_dirs + 1`` queries per step).  FZooS keeps every query a client has made and fits a random
-Fourier feature (RFF) surrogate :math:`\hat f_i(x) = \phi(x)^\top \nu_i` to the ones nearest its
-iterate; its local direction is the surrogate gradient with an adaptive correction towards the global
-surrogate :math:`\nabla \hat F = \sum_i w_i \nabla \hat f_i`, which clients can evaluate anywhere because
-they share the features :math:`\phi` and the server averages the weights :math:`\nu_i`:
-
-.. math::
-    g_{i,t} = \nabla\hat f_i(x_{i,t}) + \gamma_t\,\big(\nabla\hat F(x_{i,t}) - \nabla\hat f_i(x_{i,t})\big),
-    \qquad \gamma_t = 1/(t+1).
-
-Both methods share one round loop, :func:`federated_zo`, with the server rule of the official code
-(average the local iterates, keep the average only if :math:`F` decreases, which costs one query per
-client and is counted).  Client updates are plain functions (:func:`fzoos_client`,
-:func:`fedzo_client`) of the broadcast state, the clients' data, their query histories, ids, round
-and seed, vectorized over clients, with client randomness from ``client_rng(seed, round, client)``.
+``N`` clients minimize :math:`F = \sum_i w_i f_i` but client ``i`` can only *query* :math:`f_i`.
+FedZO (:func:`fedzo`) takes local Adam steps on random-direction forward differences; FZooS
+(:func:`fzoos`) on trajectory-informed random-feature surrogate gradients with an adaptive correction
+towards a shared global surrogate.  Both run in one round loop, :func:`federated_zo`; client updates
+are plain functions, vectorized over clients, seeded by ``client_rng(seed, round, client)``.
 
 References
 ----------
@@ -253,12 +241,61 @@ def fzoos(clients: Clients, x0=None, *, n_rounds=20, local_steps=10, lr=0.01, n_
           max_queries=None, rng=None, callback=None):
     r"""FZooS: local Adam steps on corrected trajectory-informed RFF surrogate gradients.
 
-    Each client first queries ``n_init`` points around ``x0``; per local step it queries its
-    new iterate and ``n_explore`` points in a box of half-width ``radius`` around it
-    (``1 + n_explore`` queries), and sends its iterate and its ``n_features`` surrogate weights
-    after ``local_steps`` steps.  ``correction=False`` drops the adaptive correction.
-    Returns the ``Result`` of :func:`federated_zo` (extra ``nu``: the global surrogate weights).
+    Each client keeps all its queries, fits a random-feature surrogate to the ones nearest its
+    iterate and follows its gradient, corrected towards the global surrogate whose weights the
+    server averages; the surrogate makes few queries per step as good as many.
 
+    Parameters
+    ----------
+    clients : Clients
+        The client objectives (:mod:`optlab.federated.objectives`).
+    x0 : array of shape (d,) or None
+        The start (default ``clients.x0``); not mutated.
+    n_rounds, local_steps : int
+        Rounds ``R`` and local Adam steps ``K`` per round (Adam restarts every round).
+    lr : float
+        Adam's step.
+    n_explore, radius : int, float
+        Per local step a client queries its new iterate and ``n_explore`` points uniform in a box
+        of half-width ``radius`` around it.
+    n_init : int
+        Initial queries per client, uniform in a box of half-width ``10 radius`` around ``x0``.
+    n_features, lengthscale, n_near, ridge
+        The surrogate: ``M`` shared random Fourier features of lengthscale ``l``, ridge regression
+        on the ``n_near`` stored queries nearest the iterate with ridge ``lambda``.
+    correction : bool
+        Use the adaptive correction (``False``: ``gamma_t = 0``).
+    max_queries : int or None
+        Stop after the round in which the counted queries reach this budget.
+    rng, callback
+        Seed (int, Generator or None) and ``callback(record) -> bool``.
+
+    Returns
+    -------
+    Result
+        See :func:`federated_zo` (history ``t``, ``f``, ``n_evals``, ``bytes_up``, ``bytes_down``,
+        ``accepted``, ``cos_global``, ``cos_local``); extras ``ledger``, ``nu`` (the global
+        surrogate's weights), ``cos_global``, ``cos_local``, ``x_local``.
+
+    Notes
+    -----
+    Local direction :math:`g_{i,t} = \nabla\hat f_i + \gamma_t(\nabla\hat F - \nabla\hat f_i)`,
+    :math:`\gamma_t = 1/(t+1)`, :math:`\hat f_i = \phi^\top\nu_i`, :math:`\hat F = \phi^\top\sum_i w_i\nu_i`.
+    Cost per local step and client: ``1 + n_explore`` queries, one ``n_near``-square solve and
+    :math:`O(n_{near}^2 M)` flops; per round ``N`` more queries for the server's accept/reject test
+    and ``d + M`` numbers each way per client.  No guarantee is checked here (the paper's theorems
+    could not be verified).  Differences from the paper's code: RFF regression instead of a Matern
+    GP for the local surrogate, uniform instead of variance-based exploration, no server-side
+    exploration, the current local surrogate in the correction, analytic surrogate gradients.
+
+    References
+    ----------
+    Shu, Lin, Dai and Low (2024), arXiv 2308.04077, ``shu2024federated``.
+
+    Book: chapters/federated/fzoos.ipynb
+
+    Examples
+    --------
     >>> res = fzoos(quadratic_clients(3, 4, rng=0), n_rounds=3, local_steps=3, n_features=50, rng=0)
     >>> res.n_evals["f"], bool(res.f < res.history["f"][0])
     (204, True)
@@ -287,6 +324,11 @@ def fzoos(clients: Clients, x0=None, *, n_rounds=20, local_steps=10, lr=0.01, n_
 def fedzo(clients: Clients, x0=None, *, n_rounds=20, local_steps=10, lr=0.01, n_dirs=5, mu=0.01,
           max_queries=None, rng=None, callback=None):
     r"""FedZO: local Adam steps on forward differences along ``n_dirs < d`` orthonormal directions.
+
+    Parameters as in :func:`fzoos`; ``n_dirs`` directions (``n_dirs + 1`` queries per local step)
+    and the difference step ``mu``.  Returns the :func:`federated_zo` result.  Notes: the estimate
+    :math:`\frac dq U^\top U\nabla f_i + O(\mu)` has :math:`E\cos^2 = q/d` with the gradient.
+    Fang et al. (2022), arXiv 2201.09531, ``fang2022communication``.  Book: chapters/federated/fzoos.ipynb
 
     >>> res = fedzo(quadratic_clients(3, 4, rng=0), n_rounds=3, local_steps=3, n_dirs=2, rng=0)
     >>> res.n_evals["f"], res.ledger.rounds
