@@ -120,6 +120,8 @@ def test_prox_equals_cvxpy_reduced_and_joint_forms():
             lam, k = rng.uniform(0.1, 3.0), int(rng.integers(1, 8))
             x = ge.wgsef_prox(v, lam, groups=g, k=k, weights=d)
             assert np.abs(x - ge.cvxpy_wgsef_prox(v, lam, groups=g, k=k, weights=d)).max() < 1e-6
+            raw = ge.cvxpy_wgsef_prox(v, lam, groups=g, k=k, weights=d, polish=False)
+            assert np.abs(x - raw).max() < 1e-5, "the interior-point answer before the crossover"
             # the joint (x, theta) form is degenerate at zeroed groups: about 1e-5 at best
             assert np.abs(x - ge.cvxpy_wgsef_prox(v, lam, groups=g, k=k, weights=d, joint=True)).max() < 1e-4
 
