@@ -35,7 +35,6 @@ from ..validate import (
     check_choice,
     check_int,
     check_positive,
-    check_probability,
     check_real,
 )
 
@@ -115,9 +114,12 @@ def init_niw(D: int, var: float = 1.0) -> dict:
 
 def pack(L: dict) -> np.ndarray:
     r"""NIW parameters ``{m0, l0, Lam, nu}`` to the unconstrained vector :math:`[m_0, \log l_0,
-    \log(\nu - D + 1), \mathrm{tril}(C)]` with :math:`\Lambda = CC^\top`, C's diagonal in logs."""
+    \log(\nu - D + 1), \mathrm{tril}(C)]` with :math:`\Lambda/\nu = CC^\top`, C's diagonal in logs.
+
+    C is the Cholesky factor of the prior covariance :math:`\Lambda/\nu` that the local update uses, so
+    that a growing :math:`\nu` does not force C to move."""
     D = len(L["m0"])
-    C = np.linalg.cholesky(L["Lam"])
+    C = np.linalg.cholesky(L["Lam"] / L["nu"])
     C[np.diag_indices(D)] = np.log(np.diag(C))
     return np.concatenate([L["m0"], [np.log(L["l0"]), np.log(L["nu"] - D + 1)], C[np.tril_indices(D)]])
 
@@ -127,7 +129,8 @@ def unpack(theta, D: int) -> dict:
     C = np.zeros((D, D))
     C[np.tril_indices(D)] = theta[D + 2:]
     C[np.diag_indices(D)] = np.exp(np.diag(C))
-    return {"m0": theta[:D], "l0": np.exp(theta[D]), "nu": D - 1 + np.exp(theta[D + 1]), "Lam": C @ C.T, "C": C}
+    nu = D - 1 + np.exp(theta[D + 1])
+    return {"m0": theta[:D], "l0": np.exp(theta[D]), "nu": nu, "Lam": nu * C @ C.T, "C": C}
 
 
 def _psi_D(nu, D, k=0):
@@ -197,16 +200,17 @@ def elbo_and_grad(theta, Phi, y, *, noise: float, prior: dict, kl_weight: float)
     g_l0 = D / (2 * l0**2) - kl_weight * gk["l0"]
     g_Lam = 0.5 * (nu * Li @ S @ Li - Li) - kl_weight * gk["Lam"]
     g_nu = 0.25 * _psi_D(nu, D, 1) - 0.5 * np.trace(Li @ S) - kl_weight * gk["nu"]
-    # chain rule to the coordinates of pack: log l0, log(nu - D + 1), C
-    g_C = np.tril(2 * g_Lam @ C)
+    # chain rule to the coordinates of pack: log l0, log(nu - D + 1), C (Lam = nu C C')
+    g_nu = g_nu + np.sum(g_Lam * (C @ C.T))
+    g_C = np.tril(2 * nu * g_Lam @ C)
     g_C[np.diag_indices(D)] *= np.diag(C)
     grad = np.concatenate([g_m0, [g_l0 * l0, g_nu * (nu - D + 1)],
                            g_C[np.tril_indices(D)]])
     return float(elbo), grad, m
 
 
-def niw_meta(sample_episodes, x0: dict, *, lr, n_iters: int, noise: float, kl_weight: float = 1e-4,
-             prior=None, rng=None, callback=None):
+def niw_meta(sample_episodes, x0: dict, *, lr, n_iters: int, noise: float,
+             kl_weight: float = 1e-4, prior=None, rng=None, callback=None):
     r"""NIW-Meta: Adam ascent on the episodic ELBO in the NIW parameters, one fresh batch of episodes per step.
 
     Parameters
@@ -271,9 +275,11 @@ def niw_meta(sample_episodes, x0: dict, *, lr, n_iters: int, noise: float, kl_we
     Lam0 = check_array(x0["Lam"], "x0['Lam']", shape=(D, D))
     if not np.allclose(Lam0, Lam0.T) or np.linalg.eigvalsh(Lam0).min() <= 0:
         raise ValueError("x0['Lam'] must be symmetric positive definite")
-    check_positive(x0["l0"], "x0['l0']"), check_real(x0["nu"], "x0['nu']", low=D - 1.0, low_open=True)
+    check_positive(x0["l0"], "x0['l0']")
+    check_real(x0["nu"], "x0['nu']", low=D - 1.0, low_open=True)
     schedule, n_iters = as_schedule(lr), check_int(n_iters, "n_iters", low=1)
-    noise, kl_weight = check_positive(noise, "noise"), check_real(kl_weight, "kl_weight", low=0.0)
+    noise = check_positive(noise, "noise")
+    kl_weight = check_real(kl_weight, "kl_weight", low=0.0)
     prior = init_niw(D) | {"Lam": np.eye(D)} if prior is None else prior
     gen = as_rng(rng)
     trace = Trace("niw_meta", {"lr": schedule, "n_iters": n_iters, "noise": noise,

@@ -86,10 +86,13 @@ def maml_meta_grad(theta0, Phi_s, y_s, Phi_q, y_q, *, inner_lr: float, n_steps: 
     Returns ``(mean query loss, mean gradient, theta_T)``.
     """
     theta0 = check_array(theta0, "theta0", ndim=1)
-    Phi_s, Phi_q = check_array(Phi_s, "Phi_s", ndim=3), check_array(Phi_q, "Phi_q", ndim=3)
-    y_s, y_q = check_array(y_s, "y_s", shape=Phi_s.shape[:2]), check_array(y_q, "y_q", shape=Phi_q.shape[:2])
-    alpha, T = check_positive(inner_lr, "inner_lr"), check_int(n_steps, "n_steps", low=0)
-    H = np.swapaxes(Phi_s, 1, 2) @ Phi_s / Phi_s.shape[1]
+    Phi_s = check_array(Phi_s, "Phi_s", ndim=3)
+    Phi_q = check_array(Phi_q, "Phi_q", ndim=3)
+    y_s = check_array(y_s, "y_s", shape=Phi_s.shape[:2])
+    y_q = check_array(y_q, "y_q", shape=Phi_q.shape[:2])
+    alpha = check_positive(inner_lr, "inner_lr")
+    T = check_int(n_steps, "n_steps", low=0)
+    H = np.swapaxes(Phi_s, 1, 2) @ Phi_s / Phi_s.shape[1]       # (n, D, D)
     c = np.einsum("nkd,nk->nd", Phi_s, y_s) / Phi_s.shape[1]
     th = np.broadcast_to(theta0, c.shape)
     for _ in range(T):

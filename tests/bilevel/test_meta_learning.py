@@ -220,8 +220,11 @@ def test_niw_meta_contract():
     assert all(np.array_equal(kept[k], X0[k]) for k in X0), "x0 not mutated"
 
 
+ZERO = np.zeros(D)
+
+
 def test_maml_contract():
-    def run(rng=0, x0=np.zeros(D), callback=None):
+    def run(rng=0, x0=ZERO, callback=None):
         return sl.maml(MAML_EPISODES, x0, lr=0.05, n_iters=3, inner_lr=0.5, n_steps=2, rng=rng, callback=callback)
 
     res = check_method_contract(run)
