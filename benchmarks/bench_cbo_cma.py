@@ -25,21 +25,20 @@ COMPARISON = "Consensus-based optimization"
 PEER = "CMA-ES (cma) and CBXpy (cbx)"
 REQUIRES = ("cma",)  # cbx (CBXpy) is optional: without it the CBXpy rows are left out
 SUMMARY = """
-At equal queries (10^4 per run) CMA-ES is far better, on both kinds of problem. On shifted Rastrigin in d = 2
-both succeed in every run, but CBO's consensus point stops a few 1e-4 above the minimum (a finite alpha and
-constant noise), where CMA-ES reaches it to rounding; in d = 5 CBO succeeds in none of ten runs and CMA-ES in
-most; on the smooth Rosenbrock function in d = 5 the swarm contracts before it has followed the curved valley
-and stalls near f - f* = 3 in every run, while CMA-ES solves all ten. This is the consensus chapter's finding
-(its experiment 6), not a defect of the implementation: CBXpy, given the same particles, parameters and noise
-draws, computes the same iterates to rounding (the quick mode checks 40 steps with both noise models) and gets
-the same numbers. CMA-ES adapts a full covariance matrix and its step size; CBO with constant parameters is the
-analysable method the chapter studies, and the CBO literature closes part of the gap with parameter schedules
-(CBXpy's default raises alpha by 5% every step; we switch it off to compare the same dynamics). Per run optlab's
-`cbo` is the fastest of the three: two to seven times faster than CBXpy (one vectorized update per step, against
-cbx's copies, best-particle and history bookkeeping) and about an order of magnitude faster than `cma` (8 to 30
-times over our runs) (an ask-and-tell loop in Python over a population of 100). The quality ratios against CMA-
-ES are set by the floor of 1e-8 on f - f* (CMA-ES reaches 1e-14 or 0): read them as "CMA-ES solved it and CBO
-did not, or less precisely".
+At equal queries (10^4 per run) CMA-ES is far better, on both kinds of problem. On shifted Rastrigin in d = 2 both
+succeed in every run, but CBO's consensus point stops a few 1e-4 above the minimum (a finite alpha and constant
+noise), where CMA-ES reaches it to rounding; in d = 5 CBO succeeds in none of ten runs and CMA-ES in most; on the
+smooth Rosenbrock function in d = 5 the swarm contracts before it has followed the curved valley and stalls near f -
+f* = 3 in every run, while CMA-ES solves all ten. This is the consensus chapter's finding (its experiment 6), not a
+defect of the implementation: CBXpy, given the same particles, parameters and noise draws, computes the same
+iterates to rounding (the quick mode checks 40 steps with both noise models) and gets the same numbers. CMA-ES
+adapts a full covariance matrix and its step size; CBO with constant parameters is the analysable method the chapter
+studies, and the CBO literature closes part of the gap with parameter schedules (CBXpy's default raises alpha by 5%
+every step; we switch it off to compare the same dynamics). Per run optlab's `cbo` is the fastest of the three: two
+to seven times faster than CBXpy (one vectorized update per step, against cbx's copies, best-particle and history
+bookkeeping) and about an order of magnitude faster than `cma` (8 to 30 times over our runs) (an ask-and-tell loop
+in Python over a population of 100). The quality ratios against CMA- ES are set by the floor of 1e-8 on f - f* (CMA-
+ES reaches 1e-14 or 0): read them as "CMA-ES solved it and CBO did not, or less precisely".
 """
 BUDGET, N_PARTICLES, POP, SEEDS = 10_000, 50, 100, 10
 CBO = {"alpha": 1e3, "sigma": 0.8, "lam": 1.0, "dt": 0.05, "noise": "anisotropic"}

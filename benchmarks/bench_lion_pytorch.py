@@ -21,20 +21,20 @@ COMPARISON = "Lion optimizer"
 PEER = "lion-pytorch Lion"
 REQUIRES = ("torch", "lion_pytorch", "sklearn")
 SUMMARY = """
-In float64 optlab's `torch_optimizer` (the pure step `lion_k_step` behind `make_optimizer`) and
-`lion_pytorch.Lion` compute the same weights: about 1e-15 apart after 200 full-batch steps (the quick mode
-asserts 1e-12). In float32 they round differently (`x - lr (sign(c) + wd x)` against lion-pytorch's `x (1 - lr
-wd)` followed by `- lr sign(c)`), so the weights drift apart at the level of float32 rounding, and one weight
-can differ by 2 lr wherever a momentum entry rounds to either side of zero; the training losses agree to five
-digits. **optlab is slower per step** (on the wide network, 85 002 float32 weights, two to two and a half times
-the time): its pure step builds about ten new tensors the size of each parameter (the interpolation, its sign,
-the decay, the new weights, the new momentum) and then copies the weights back, where lion-pytorch updates in
-place with two temporaries, and at this size a step is memory traffic. On the small network (2 410 weights) both
-steps are mostly Python overhead, and the ratio ranged from 0.8 to 2.3 over our runs on this shared, loaded
-machine. The trade-off is the book's: one update, written once as the chapter's equations, drives both the numpy
-loop and the torch optimizer and is tested against both. In training the gap is small: one forward and backward
-pass of the wide network costs thirty to forty of lion-pytorch's steps, so optlab's slower step adds a few
-percent to a training step. A reader training large models should use lion-pytorch (or a fused implementation).
+In float64 optlab's `torch_optimizer` (the pure step `lion_k_step` behind `make_optimizer`) and `lion_pytorch.Lion`
+compute the same weights: about 1e-15 apart after 200 full-batch steps (the quick mode asserts 1e-12). In float32
+they round differently (`x - lr (sign(c) + wd x)` against lion-pytorch's `x (1 - lr wd)` followed by `- lr
+sign(c)`), so the weights drift apart at the level of float32 rounding, and one weight can differ by 2 lr wherever a
+momentum entry rounds to either side of zero; the training losses agree to five digits. **optlab is slower per
+step** (on the wide network, 85 002 float32 weights, two to two and a half times the time): its pure step builds
+about ten new tensors the size of each parameter (the interpolation, its sign, the decay, the new weights, the new
+momentum) and then copies the weights back, where lion-pytorch updates in place with two temporaries, and at this
+size a step is memory traffic. On the small network (2 410 weights) both steps are mostly Python overhead, and the
+ratio ranged from 0.8 to 2.3 over our runs on this shared, loaded machine. The trade-off is the book's: one update,
+written once as the chapter's equations, drives both the numpy loop and the torch optimizer and is tested against
+both. In training the gap is small: one forward and backward pass of the wide network costs thirty to forty of lion-
+pytorch's steps, so optlab's slower step adds a few percent to a training step. A reader training large models
+should use lion-pytorch (or a fused implementation).
 """
 HP = {"lr": 1e-3, "weight_decay": 0.1}
 BETAS = (0.9, 0.99)

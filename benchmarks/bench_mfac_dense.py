@@ -19,18 +19,18 @@ COMPARISON = "M-FAC inverse-Fisher product"
 PEER = "dense solve (scipy cho_solve, numpy solve)"
 REQUIRES = ("scipy",)
 SUMMARY = """
-Both M-FAC algorithms return the dense answer to about 1e-12 (relative), and their residuals are as small as
-those of the dense Cholesky and LU solves (quality ratios between 0.6 and 1.4 are rounding at the 1e-12 level,
-not a difference of method). The costs differ in kind: M-FAC needs O(d m^2) (static: precompute and one product)
-or O(d m + m^3) (the optimizer's window: one gradient replaced, then the product), a dense solve O(d^2 m) to
-form F and O(d^3) to factor it. At d = 128 they are level (calls of about 0.3 ms, whose ratio ranged from 0.6 to
-2.4 over our runs on this shared, loaded machine: the two dense timings of a row, the same computation on
-different gradients, differed by up to three times within one run); at d = 512 static M-FAC is about ten times
-faster (8 to 30 times over our runs), and at d = 2048 tens to hundreds of times, the window update more still;
-at the size of a small network (d = 10^6) the dense F would not even fit in memory (8 TB). Below d of about 100
-a dense solve is as fast and simpler. The dense peers ignore that G^T G has rank m; static M-FAC computes the
-same inverse as the Woodbury identity, organized as m vectors that serve many products and single entries of the
-inverse (the OBS pruning of the chapter).
+Both M-FAC algorithms return the dense answer to about 1e-12 (relative), and their residuals are as small as those
+of the dense Cholesky and LU solves (quality ratios between 0.6 and 1.4 are rounding at the 1e-12 level, not a
+difference of method). The costs differ in kind: M-FAC needs O(d m^2) (static: precompute and one product) or O(d m
++ m^3) (the optimizer's window: one gradient replaced, then the product), a dense solve O(d^2 m) to form F and
+O(d^3) to factor it. At d = 128 they are level (calls of about 0.3 ms, whose ratio ranged from 0.6 to 2.4 over our
+runs on this shared, loaded machine: the two dense timings of a row, the same computation on different gradients,
+differed by up to three times within one run); at d = 512 static M-FAC is about ten times faster (8 to 30 times over
+our runs), and at d = 2048 tens to hundreds of times, the window update more still; at the size of a small network
+(d = 10^6) the dense F would not even fit in memory (8 TB). Below d of about 100 a dense solve is as fast and
+simpler. The dense peers ignore that G^T G has rank m; static M-FAC computes the same inverse as the Woodbury
+identity, organized as m vectors that serve many products and single entries of the inverse (the OBS pruning of the
+chapter).
 """
 M, DAMP = 32, 1e-3
 

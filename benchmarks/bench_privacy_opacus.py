@@ -24,20 +24,19 @@ PEER = "Opacus RDP and PRV accountants"
 REQUIRES = ("opacus",)
 SUMMARY = """
 optlab's zCDP accounting and Opacus's RDP accountant give the same epsilon to four digits: both use the same
-conversion from Renyi divergences to (epsilon, delta) (Canonne, Kamath and Steinke, 2020), Opacus minimizing it
-over a fixed grid of orders and optlab over a continuous order, so optlab's epsilon is never larger (here by
-1e-4 or less). **optlab is slower per call**, typically by 1.3 to 1.6 times (about 0.12 ms against 0.08 ms per
-call; single runs on this shared, loaded machine ranged from 1.1 to 3): it runs scipy's bounded Brent search, a
-few dozen calls of a Python function after validating its inputs, where Opacus evaluates one numpy expression on
-its grid. Both are negligible next to any training run, and the book keeps the search, exact at every setting.
-**Against the PRV accountant zCDP is worse in quality**: its epsilon is about 8% larger, because zCDP (like RDP)
-is a bound that loses a little in the conversion, while the PRV accountant composes the privacy loss
-distribution numerically and is exact up to its stated error. The chapters use zCDP because it composes by
-addition and maps a budget to a noise level in closed form. For the exact number,
-`optlab.privacy.gaussian_delta` is the exact privacy curve of the Gaussian mechanism, and k releases with noise
-sigma are one release with noise sigma / sqrt(k): inverted by a root finder, it matches the PRV accountant to
-its error (about 1e-3) at a hundredth of its time or less. This holds only without subsampling: optlab has no
-accountant for Poisson-subsampled releases (DP-SGD), Opacus's main use.
+conversion from Renyi divergences to (epsilon, delta) (Canonne, Kamath and Steinke, 2020), Opacus minimizing it over
+a fixed grid of orders and optlab over a continuous order, so optlab's epsilon is never larger (here by 1e-4 or
+less). **optlab is slower per call**, typically by 1.3 to 1.6 times (about 0.12 ms against 0.08 ms per call; single
+runs on this shared, loaded machine ranged from 1.1 to 3): it runs scipy's bounded Brent search, a few dozen calls
+of a Python function after validating its inputs, where Opacus evaluates one numpy expression on its grid. Both are
+negligible next to any training run, and the book keeps the search, exact at every setting. **Against the PRV
+accountant zCDP is worse in quality**: its epsilon is about 8% larger, because zCDP (like RDP) is a bound that loses
+a little in the conversion, while the PRV accountant composes the privacy loss distribution numerically and is exact
+up to its stated error. The chapters use zCDP because it composes by addition and maps a budget to a noise level in
+closed form. For the exact number, `optlab.privacy.gaussian_delta` is the exact privacy curve of the Gaussian
+mechanism, and k releases with noise sigma are one release with noise sigma / sqrt(k): inverted by a root finder, it
+matches the PRV accountant to its error (about 1e-3) at a hundredth of its time or less. This holds only without
+subsampling: optlab has no accountant for Poisson-subsampled releases (DP-SGD), Opacus's main use.
 """
 DELTA = 1e-5
 SETTINGS = ((1.0, 1), (2.0, 10), (5.0, 50))  # (noise multiplier, number of releases)

@@ -19,16 +19,16 @@ COMPARISON = "SGD, last iterate and average"
 PEER = "scikit-learn SGDRegressor"
 REQUIRES = ("sklearn",)
 SUMMARY = """
-Given the same samples in the same order, `optlab.foundations.last_iterate.sgd` and `SGDRegressor` compute the
-same iterates and the same average, to rounding (the quick mode checks it). With random sampling, scikit-learn's
-lower error comes from its sampling scheme, not from its code: it visits the samples in a fresh random order
-each epoch (without replacement), which is known to give a smaller final error than sampling with replacement,
-the setting of the book's theory; with the same reshuffling scheme the two match. For one run, `sgd` is tens to
-hundreds of times slower (the ratio moves with the load of the machine): it is a Python loop over steps, with
-numpy calls and checks of its oracles' outputs at every step, against scikit-learn's compiled loop over samples.
-It is built for many runs at once: a hundred independent runs cost it one vectorized loop, and there it is about
-as fast as fitting a hundred models (and faster for more). The book keeps the readable loop, which is the point
-of `optlab`; a reader who needs one fast run of plain SGD should use scikit-learn.
+Given the same samples in the same order, `optlab.foundations.last_iterate.sgd` and `SGDRegressor` compute the same
+iterates and the same average, to rounding (the quick mode checks it). With random sampling, scikit-learn's lower
+error comes from its sampling scheme, not from its code: it visits the samples in a fresh random order each epoch
+(without replacement), which is known to give a smaller final error than sampling with replacement, the setting of
+the book's theory; with the same reshuffling scheme the two match. For one run, `sgd` is tens to hundreds of times
+slower (the ratio moves with the load of the machine): it is a Python loop over steps, with numpy calls and checks
+of its oracles' outputs at every step, against scikit-learn's compiled loop over samples. It is built for many runs
+at once: a hundred independent runs cost it one vectorized loop, and there it is about as fast as fitting a hundred
+models (and faster for more). The book keeps the readable loop, which is the point of `optlab`; a reader who needs
+one fast run of plain SGD should use scikit-learn.
 """
 
 

@@ -1,15 +1,19 @@
 #!/usr/bin/env python
 """Run every side-by-side benchmark and write the book's page of results.
 
-    python benchmarks/run.py            # full mode: measures quality and time, writes the page (minutes)
-    python benchmarks/run.py --quick    # tiny sizes: only checks that optlab and each peer agree
+    python benchmarks/run.py                  # full mode: measures every comparison, writes the page (minutes)
+    python benchmarks/run.py --only bench_x   # measures only these scripts, keeps the other rows
+    python benchmarks/run.py --page           # rewrites the page from results.json (after editing a SUMMARY)
+    python benchmarks/run.py --quick          # tiny sizes: only checks that optlab and each peer agree
 
 Writes ``benchmarks/results.json`` and ``chapters/appendix/benchmarks.md`` with its figure
 ``chapters/appendix/benchmarks.png``: one table row per comparison and problem, the quality ratio
 (optlab's metric over the peer's; lower is better for both, so a ratio below 1 means optlab did better) and
 the time ratio (optlab's wall time over the peer's, the median of several repeats, both measured in the same
-process and run, one thread), the machine, the versions and the date.  The page records a hash of the
-benchmark scripts, and a test fails when a script changed after the page was written.  The peers are
+process and run, one thread), the machine, the versions and the date.  Each comparison's entry records a hash
+of its script's code (its SUMMARY text left out) and of ``common.py``, and a test fails when a script changed
+after it was measured: ``--only`` re-measures the changed scripts, ``--page`` rewrites the page when only a
+SUMMARY changed.  The peers are
 optional dependencies (``pip install -e .[bench]``); a benchmark whose peer is missing is reported, not run.
 """
 from __future__ import annotations
@@ -33,13 +37,19 @@ from common import benchmarks, missing  # noqa: E402
 PAGE = ROOT / "chapters" / "appendix" / "benchmarks.md"
 FIGURE = ROOT / "chapters" / "appendix" / "benchmarks.png"
 RESULTS = HERE / "results.json"
-LIBS = ("numpy", "scipy", "scikit-learn", "torch", "lion-pytorch", "cma", "cbx", "opacus")
+LIBS = ("numpy", "scipy", "scikit-learn", "torch", "lion-pytorch", "cma", "cbx", "opacus", "pymoo",
+        "scikit-optimize", "botorch", "gpytorch", "dagma")
 
 
-def scripts_hash() -> str:
-    """A hash of the benchmark scripts: the page is current while it matches."""
-    text = "".join(p.read_text() for p in sorted(HERE.glob("*.py")) if p.name != "run.py")
+def code_hash(bench) -> str:
+    """A hash of a benchmark's code (its SUMMARY string left out) and of common.py: its rows are current while
+    it matches."""
+    text = Path(bench.__file__).read_text().replace(bench.SUMMARY, "") + (HERE / "common.py").read_text()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def summary(bench) -> str:
+    return " ".join(bench.SUMMARY.split())
 
 
 def _fmt(v) -> str:
@@ -59,7 +69,8 @@ def figure(rows) -> None:
     timed = [r for r in rows if r["time_ratio"] == r["time_ratio"] and r["quality_ratio"] == r["quality_ratio"]]
     comparisons = list(dict.fromkeys(r["comparison"] for r in timed))
     top = 1e3  # quality ratios above this are drawn hollow at the top edge, labelled with their range
-    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 3.6))
+    # the axes keep 3.2 inches; the legend, one line per comparison, goes below them
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 3.2 + 0.24 * len(comparisons)), layout="constrained")
     for i, name in enumerate(comparisons):
         color, marker = plt.get_cmap("tab10").colors[i % 10], "osD^vP*X"[i % 8]
         points = [(r["time_ratio"], r["quality_ratio"]) for r in timed if r["comparison"] == name]
@@ -77,7 +88,7 @@ def figure(rows) -> None:
     ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", ylim=(None, 2 * top), xlabel="time ratio, optlab / peer",
            ylabel="quality ratio, optlab / peer", title="left: optlab faster; below: better")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
+    fig.legend(loc="outside lower center", ncol=1)
     fig.savefig(FIGURE, dpi=144, bbox_inches="tight")
     plt.close(fig)
 
@@ -87,7 +98,8 @@ def page(results: dict) -> str:
     table = "\n".join(
         f"| {r['comparison']} | {r['problem']} | {r['metric']} | {_fmt(r['optlab'])} | {_fmt(r['peer'])} | "
         f"{_fmt(r['quality_ratio'])} | {_fmt(r['time_ratio'])} | {r['note']} |" for r in rows)
-    peers = "\n".join(f"- **{b['comparison']}** against {b['peer']}: `benchmarks/{b['script']}`"
+    peers = "\n".join(f"- **{b['comparison']}** against {b['peer']}: `benchmarks/{b['script']}`, measured on "
+                      f"{b['date']} in {b['seconds']:.0f} s (load average {b['load']} at its start)"
                       for b in results["benchmarks"])
     versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
     summaries = "\n\n".join(f"**{b['comparison']}.** {b['summary']}" for b in results["benchmarks"])
@@ -116,32 +128,58 @@ lines at 1; ratios above 1000 are drawn hollow at the top edge, with their range
 
 {peers}
 
-Regenerate this page with `python benchmarks/run.py` (a few minutes; the peers are the optional
-`bench` dependencies). Measured on {results['machine']} with {versions}, on {results['date']};
-load average (1, 5, 15 minutes) {results['load']} at the start of the run, which took {results['seconds']:.0f} s.
-Scripts hash: `{results['hash']}`.
+Regenerate this page with `python benchmarks/run.py` (several minutes; the peers are the optional
+`bench` dependencies), or re-measure one comparison with `python benchmarks/run.py --only <script>`.
+Measured on {results['machine']} with {versions}; load averages are over 1, 5 and 15 minutes.
 """
+
+
+def measure(bench, quick: bool) -> tuple:
+    """Run one benchmark: its rows (as dicts) and its entry for the page."""
+    load, start = ", ".join(f"{x:.2f}" for x in os.getloadavg()), time.perf_counter()
+    out = bench.run(quick=quick)
+    for r in out:
+        print(f"   {r.metric}: optlab {_fmt(r.optlab)}, peer {_fmt(r.peer)}, time ratio {_fmt(r.time_ratio)}")
+    seconds = time.perf_counter() - start
+    print(f"   ({seconds:.1f} s)", flush=True)
+    entry = {"comparison": bench.COMPARISON, "peer": bench.PEER, "script": Path(bench.__file__).name,
+             "summary": summary(bench), "code_hash": code_hash(bench), "date": datetime.date.today().isoformat(),
+             "load": load, "seconds": seconds}
+    return [r.as_dict() for r in out], entry
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, agreement checks only, no page")
+    ap.add_argument("--only", nargs="+", metavar="SCRIPT", help="re-measure only these (e.g. bench_gp_sklearn)")
+    ap.add_argument("--page", action="store_true", help="rewrite the page from results.json, measure nothing")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    rows, meta, start, load = [], [], time.perf_counter(), ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    for bench in benchmarks():
+    benches = benchmarks()
+    names = {b.__name__ for b in benches}
+    only = {Path(n).stem for n in args.only or ()}
+    if only - names:
+        ap.error(f"--only: no benchmark named {', '.join(sorted(only - names))}; there are {', '.join(sorted(names))}")
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.quick else {"rows": [], "benchmarks": []}
+    old_meta = {b["script"]: b for b in old["benchmarks"]}
+    rows, meta = [], []
+    for bench in benches:
+        script = Path(bench.__file__).name
+        keep = args.page or (only and bench.__name__ not in only)
+        if keep and not args.quick:
+            entry = old_meta.get(script)
+            if entry is None or entry.get("code_hash") != code_hash(bench):
+                ap.error(f"{script} changed since it was measured (or never was): run --only {bench.__name__}")
+            rows += [r for r in old["rows"] if r["comparison"] == entry["comparison"]]
+            meta.append(dict(entry, comparison=bench.COMPARISON, peer=bench.PEER, summary=summary(bench)))
+            continue
         print(f"== {bench.COMPARISON} against {bench.PEER}", flush=True)
         if missing(bench):
             print(f"   skipped: {', '.join(missing(bench))} not installed (pip install -e .[bench])")
             continue
-        bench_start = time.perf_counter()
-        out = bench.run(quick=args.quick)
-        rows += [r.as_dict() for r in out]
-        meta.append({"comparison": bench.COMPARISON, "peer": bench.PEER, "script": Path(bench.__file__).name,
-                     "summary": " ".join(bench.SUMMARY.split())})
-        for r in out:
-            print(f"   {r.metric}: optlab {_fmt(r.optlab)}, peer {_fmt(r.peer)}, time ratio {_fmt(r.time_ratio)}")
-        print(f"   ({time.perf_counter() - bench_start:.1f} s)", flush=True)
+        out, entry = measure(bench, args.quick)
+        rows += out
+        meta.append(entry)
     if args.quick:
         return 0
     versions = {"Python": platform.python_version()}
@@ -150,9 +188,8 @@ def main(argv=None) -> int:
             versions[lib] = md.version(lib)
         except md.PackageNotFoundError:
             versions[lib] = "not installed"
-    results = {"rows": rows, "benchmarks": meta, "versions": versions, "hash": scripts_hash(),
-               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-               "date": datetime.date.today().isoformat(), "load": load, "seconds": time.perf_counter() - start}
+    results = {"rows": rows, "benchmarks": meta, "versions": versions,
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"}
     RESULTS.write_text(json.dumps(results, indent=1))
     figure(rows)
     PAGE.write_text(page(results))

@@ -22,7 +22,14 @@ def test_quick_mode_agrees_with_the_peer(bench):
 
 def test_the_page_is_current_with_the_scripts():
     results = json.loads(run.RESULTS.read_text())
-    assert results["hash"] == run.scripts_hash(), "a benchmark changed: run python benchmarks/run.py"
+    measured = {b["script"]: b for b in results["benchmarks"]}
+    for bench in benchmarks():
+        script = Path(bench.__file__).name
+        assert script in measured, f"{script} was never measured: run python benchmarks/run.py --only {bench.__name__}"
+        assert measured[script]["code_hash"] == run.code_hash(bench), (
+            f"{script} changed after it was measured: run python benchmarks/run.py --only {bench.__name__}")
+        assert measured[script]["summary"] == run.summary(bench), (
+            f"{script}'s SUMMARY changed: run python benchmarks/run.py --page")
     assert run.PAGE.read_text() == run.page(results), "the page was not written from results.json"
     assert run.FIGURE.exists()
     compared = {r["comparison"] for r in results["rows"]}
