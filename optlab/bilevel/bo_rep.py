@@ -54,12 +54,16 @@ def hypergrad_estimate(problem, x, y, z, *, nu, noise=0.0, gen=None):
     :math:`d = \nabla_x F - \nabla^2_{xy} g\, z_{new}`, every oracle output with its own noise.
     """
     x, y, z = (check_array(v, n, ndim=1) for v, n in ((x, "x"), (y, "y"), (z, "z")))
-    nu, noise, gen = check_positive(nu, "nu"), check_real(noise, "noise", low=0.0), as_rng(gen)
-    Hz = _noisy(check_oracle(problem.hvp_yy, "hvp_yy", x, y, z, shape=y.shape), noise, gen)
-    Fy = _noisy(check_oracle(problem.grad_Fy, "grad_Fy", x, y, shape=y.shape), noise, gen)
-    z = z - nu * (Hz - Fy)
-    Fx = _noisy(check_oracle(problem.grad_Fx, "grad_Fx", x, y, shape=x.shape), noise, gen)
-    Jz = _noisy(check_oracle(problem.jvp_xy, "jvp_xy", x, y, z, shape=x.shape), noise, gen)
+    nu, noise = check_positive(nu, "nu"), check_real(noise, "noise", low=0.0)
+    gen = as_rng(gen)
+
+    def oracle(name, *args, shape):                  # an oracle call plus its noise
+        out = check_oracle(getattr(problem, name), name, x, y, *args, shape=shape)
+        return _noisy(out, noise, gen)
+
+    Hz, Fy = oracle("hvp_yy", z, shape=y.shape), oracle("grad_Fy", shape=y.shape)
+    z = z - nu * (Hz - Fy)                           # one SGD step on the linear system
+    Fx, Jz = oracle("grad_Fx", shape=x.shape), oracle("jvp_xy", z, shape=x.shape)
     return Fx - Jz, z
 
 
@@ -81,9 +85,10 @@ def _log_values(problem, x, y, d):
     return out
 
 
-def bo_rep(problem: BilevelProblem, x0, *, lr, n_iters: int, inner_lr: float, beta: float = 0.9,
-           nu: float = 0.3, period: int = 2, n_inner: int = 10, n_refine: int = 200,
-           noise: float = 0.0, max_norm: float = 1e8, rng=None, callback=None):
+def bo_rep(problem: BilevelProblem, x0, *, lr, n_iters: int, inner_lr: float,
+           beta: float = 0.9, nu: float = 0.3, period: int = 2, n_inner: int = 10,
+           n_refine: int = 200, noise: float = 0.0, max_norm: float = 1e8, rng=None,
+           callback=None):
     r"""BO-REP: normalized momentum on x, refined and periodically updated y, SGD-tracked z.
 
     Parameters
@@ -165,15 +170,18 @@ def bo_rep(problem: BilevelProblem, x0, *, lr, n_iters: int, inner_lr: float, be
     x = check_array(x0, "x0", ndim=1)
     n_iters = check_int(n_iters, "n_iters", low=1)
     schedule, inner_lr = as_schedule(lr), check_positive(inner_lr, "inner_lr")
-    beta, nu = check_probability(beta, "beta", open_right=True), check_positive(nu, "nu")
-    period, n_inner = check_int(period, "period", low=1), check_int(n_inner, "n_inner", low=0)
-    n_refine, noise = check_int(n_refine, "n_refine", low=0), check_real(noise, "noise", low=0.0)
+    beta = check_probability(beta, "beta", open_right=True)
+    nu, period = check_positive(nu, "nu"), check_int(period, "period", low=1)
+    n_inner = check_int(n_inner, "n_inner", low=0)
+    n_refine = check_int(n_refine, "n_refine", low=0)
+    noise = check_real(noise, "noise", low=0.0)
     max_norm, gen = check_positive(max_norm, "max_norm"), as_rng(rng)
-    params = {"lr": schedule, "beta": beta, "nu": nu, "inner_lr": inner_lr, "period": period,
-              "n_inner": n_inner, "n_refine": n_refine, "noise": noise, "n_iters": n_iters}
+    params = {"lr": schedule, "beta": beta, "nu": nu, "inner_lr": inner_lr,
+              "period": period, "n_inner": n_inner, "n_refine": n_refine,
+              "noise": noise, "n_iters": n_iters}
     trace = Trace("bo_rep", params, callback)
     sgd = dict(lr=inner_lr, noise=noise, gen=gen)
-    y = lower_sgd(problem, x, problem.y0, n_steps=n_refine, **sgd)  # initialization refinement
+    y = lower_sgd(problem, x, problem.y0, n_steps=n_refine, **sgd)  # refinement
     trace.count("grad_gy", n_refine)
     z, m, t = np.zeros_like(y), np.zeros_like(x), 0
     stop = trace.log(0, **_log_values(problem, x, y, m))
@@ -191,7 +199,7 @@ def bo_rep(problem: BilevelProblem, x0, *, lr, n_iters: int, inner_lr: float, be
         if trace.diverged(x, t + 1) or trace.diverged({"y": y, "z": z}, t + 1):
             break
         if np.linalg.norm(x) > max_norm:
-            trace.message = f"the iterate norm exceeded max_norm={max_norm:g} by step {t + 1}"
+            trace.message = f"iterate norm above max_norm={max_norm:g} by step {t + 1}"
             break
         if trace.log(t + 1, **_log_values(problem, x, y, d)):
             break
@@ -234,7 +242,7 @@ def hypergrad_sgd(problem: BilevelProblem, x0, *, lr, n_iters: int, inner_lr: fl
         if trace.diverged(x, t + 1):
             break
         if np.linalg.norm(x) > max_norm:
-            trace.message = f"the iterate norm exceeded max_norm={max_norm:g} by step {t + 1}"
+            trace.message = f"iterate norm above max_norm={max_norm:g} by step {t + 1}"
             break
         if trace.log(t + 1, **_log_values(problem, x, y, d)):
             break
