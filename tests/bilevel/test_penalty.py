@@ -128,6 +128,83 @@ def test_non_finite_iterates_stop_the_run():
     assert "non-finite" in res.message and np.isnan(res.f)
 
 
+# --- the stochastic single loop -----------------------------------------------------------------
+
+def deterministic_single_loop(p, x, *, lr, lr_y, lr_z, sigma, n_iters):
+    """The single loop written out with the problem's exact oracles: one step in y, z and x."""
+    x, y = np.array(x, float), np.array(p.y0, float)
+    z = y.copy()
+    for _ in range(n_iters):
+        dy = p.grad_Fy(x, y) + p.grad_gy(x, y) / sigma
+        dz = p.grad_gy(x, z)
+        dx = p.grad_Fx(x, y) + (p.grad_gx(x, y) - p.grad_gx(x, z)) / sigma
+        y, z, x = y - lr_y * dy, z - lr_z * dz, p.project(x - lr * dx)
+    return x, y, z
+
+
+def test_ridge_oracles_full_batch_are_the_exact_gradients_and_minibatches_are_unbiased():
+    p = bc.ridge_problem(n_train=200, rng=2)
+    rng = np.random.default_rng(0)
+    x, y, z = rng.standard_normal(10), rng.standard_normal(10), rng.standard_normal(10)
+    sample, grads = pm.ridge_oracles(p)
+    cx, cy = grads(x, y, z, sample(rng))
+    np.testing.assert_allclose(cx, [p.grad_Fx(x, y), p.grad_gx(x, y), p.grad_gx(x, z)], rtol=1e-12)
+    np.testing.assert_allclose(cy, [p.grad_Fy(x, y), p.grad_gy(x, y), p.grad_gy(x, z)], rtol=1e-10, atol=1e-12)
+    n, m = len(p.info["A"]), len(p.info["A_val"])
+    # unbiased: the mean over a partition of the rows into batches is the full gradient
+    _, g5 = pm.ridge_oracles(p, 5)
+    parts = [g5(x, y, z, (np.arange(m)[i % m: i % m + 5], np.arange(n)[i: i + 5]))[1] for i in range(0, 200, 5)]
+    np.testing.assert_allclose(np.mean(parts, 0)[1:], cy[1:], rtol=1e-10, atol=1e-12)
+
+
+def test_full_batches_reduce_to_the_deterministic_single_loop_for_any_momentum():
+    p = bc.ridge_problem(n_train=200, rng=3)
+    sample, grads = pm.ridge_oracles(p)
+    kw = dict(lr=1.0, lr_y=0.01 / (p.L_gy + 0.01 * p.L_Fy), lr_z=1 / p.L_gy, sigma=0.01, n_iters=60)
+    want = deterministic_single_loop(p, p.x0, **kw)
+    for beta in (1.0, 0.3, 0.05):                    # exact gradients: the STORM correction is exact
+        res = pm.stochastic_penalty_method(sample, grads, p.x0, p.y0, beta=beta, project=p.project, rng=0, **kw)
+        for got, ref in zip((res.x, res.y, res.z), want):
+            np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+        assert res.n_evals["stoch_grads"] == (60 if beta == 1.0 else 119)
+    e = pm.storm_update(np.array([5.0]), np.array([2.0]), np.array([1.0]), 0.25)
+    assert e[0] == pytest.approx(2.0 + 0.75 * (5.0 - 1.0))
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_the_stochastic_single_loop_reaches_the_double_loop_validation_loss(seed):
+    p = bc.ridge_problem(n_train=300, rng=seed)
+    ref = p.hyper(pm.penalty_method(p, p.x0, lr=10.0, sigma=1e-2, n_iters=100).x)
+    sample, grads = pm.ridge_oracles(p, 4)
+    res = pm.stochastic_penalty_method(sample, grads, p.x0, p.y0, lr=1.0, lr_y=0.01 / (p.L_gy + 0.01 * p.L_Fy),
+                                       lr_z=1 / p.L_gy, sigma=0.01, beta=0.1, n_iters=3000,
+                                       project=p.project, f=p.hyper, rng=seed)
+    assert res.f <= 1.01 * ref                         # within 1% (or below: the reference is not converged)
+    assert res.f <= 0.95 * p.hyper(p.x0)
+
+
+def toy_noisy(noise=0.3):
+    p = pm.toy_problem()
+
+    def grads(x, y, z, batch):
+        cx = np.stack([p.grad_Fx(x, y), p.grad_gx(x, y), p.grad_gx(x, z)])
+        cy = np.stack([p.grad_Fy(x, y), p.grad_gy(x, y), p.grad_gy(x, z)])
+        return cx + noise * batch[0] * 0.01, cy + noise * batch[1]
+    return (lambda rng: (rng.standard_normal((3, 1)), rng.standard_normal((3, 2)))), grads
+
+
+def run_stochastic(rng=0, x0=START, callback=None):
+    sample, grads = toy_noisy()
+    return pm.stochastic_penalty_method(sample, grads, x0, np.zeros(2), lr=0.1, lr_y=0.005, lr_z=0.5, sigma=0.01,
+                                        beta=0.2, n_iters=20, rng=rng, callback=callback)
+
+
+def test_stochastic_core_contract():
+    res = check_method_contract(run_stochastic)
+    assert set(res.extras) == {"y", "z"} and "sigma" in res.history.columns
+    assert res.n_evals == {"stoch_grads": 39}
+
+
 TOY = pm.toy_problem()
 BAD_INPUT = {
     "penalty_value_and_grad": (lambda **kw: pm.penalty_value_and_grad(TOY, **kw), dict(x=[0.5], sigma=0.1),
@@ -138,6 +215,16 @@ BAD_INPUT = {
     "penalty_method": (lambda **kw: pm.penalty_method(TOY, **kw), dict(x0=[2.0], lr=0.1, sigma=0.1, n_iters=2),
                        {"x0": [[np.nan], [[2.0]]], "lr": [-0.1], "sigma": [-0.1, (lambda k: 0.0, "sigma")],
                         "n_iters": [0], "inner_tol": [0.0], "max_inner": [0], "rng": [-1], "callback": [3]}, ()),
+    "stochastic_penalty_method": (
+        pm.stochastic_penalty_method,
+        dict(sample=toy_noisy()[0], stoch_grads=toy_noisy()[1], x0=[2.0], y0=[0.0, 0.0], lr=0.1, lr_y=0.01,
+             lr_z=0.5, sigma=0.1, n_iters=2),
+        {"x0": [[np.nan], [[2.0]]], "y0": [[np.inf, 0.0]], "lr": [-0.1], "lr_y": [-1.0], "lr_z": [np.nan],
+         "sigma": [-0.1, (lambda k: 0.0, "sigma")], "beta": [0.0, 1.5], "n_iters": [0], "n_log": [0],
+         "stoch_grads": [(lambda x, y, z, b: (np.zeros((2, 1)), np.zeros((3, 2))), "stoch_grads")],
+         "project": [3], "f": [3], "rng": [-1], "callback": [3]}, ()),
+    "ridge_oracles": (lambda **kw: pm.ridge_oracles(bc.ridge_problem(n_train=100), **kw), dict(batch_size=4),
+                      {"batch_size": [0, 2.5, 500]}, ()),
     "penalty_grad": (lambda **kw: pm.penalty_grad(TOY, **kw), dict(x=[0.5], y=[0.0, 0.0], z=[0.0, 0.0], sigma=0.1),
                      {"sigma": [0.0, -1.0], "x": [[np.nan]]}, ("y", "z")),
 }
@@ -172,13 +259,29 @@ def pinv_implicit_gradient(problem, x, y, z, sigma):
     return G.reshape(np.shape(x))
 
 
+def plain_sgd(e_prev, c_new, c_old, beta):
+    """Plain minibatch gradients in place of the STORM estimator (the same gradient calls)."""
+    return c_new
+
+
+def ema_momentum(e_prev, c_new, c_old, beta):
+    """Heavy-ball averaging beta c_t + (1 - beta) e_{t-1}: momentum without the STORM correction."""
+    return beta * c_new + (1.0 - beta) * e_prev
+
+
 MODULE = "optlab.bilevel.penalty"
+STOCHASTIC_VARIANTS = {
+    "plain SGD in place of the STORM estimator, with the same gradient calls":
+        {f"{MODULE}.storm_update": plain_sgd},
+    "momentum averaging without the STORM correction term": {f"{MODULE}.storm_update": ema_momentum},
+}
 WRONG_VARIANTS = {
     "a fixed budget of 50 inner steps instead of a tolerance": {f"{MODULE}.lower_solve": fixed_inner_steps},
     "the penalty gradient without the lower-level term grad_x g(x, z)/sigma":
         {f"{MODULE}.penalty_grad": without_lower_correction},
     "the pseudo-inverse implicit gradient at the solver's lower-level solution":
         {f"{MODULE}.penalty_grad": pinv_implicit_gradient},
+    **STOCHASTIC_VARIANTS,
 }
 
 
@@ -191,5 +294,8 @@ def test_the_claim_holds_on_seeds_and_sizes_the_chapter_does_not_use():
 
 @pytest.mark.parametrize("variant", WRONG_VARIANTS)
 def test_the_claim_fails_on_a_wrong_variant(variant):
+    # the stochastic variants fail the 1% check on most seeds but not on every one (8101 passes):
+    # the claim takes the worst seed, so they run on all three
+    seeds = CLAIM_SEEDS if variant in STOCHASTIC_VARIANTS else CLAIM_SEEDS[:1]
     with pytest.raises(ClaimFailed, match="FAIL"):
-        run_claim(CHAPTER, seeds=CLAIM_SEEDS[:1], sizes=FAST, patches=WRONG_VARIANTS[variant])
+        run_claim(CHAPTER, seeds=seeds, sizes=FAST, patches=WRONG_VARIANTS[variant])
