@@ -18,7 +18,7 @@ over the pooled layers and returns masks.
 
 References
 ----------
-M. Gupta, E. Camci, V. R. Keneta, A. Vaidyanathan, R. Kanodia, C.-S. Foo, W. Min and J. Lin,
+M. Gupta, E. Camci, V. R. Keneta, A. Vaidyanathan, R. Kanodia, C.-S. Foo, W. Min and L. Jie,
 Is complexity required for neural network pruning? A case study on global magnitude pruning,
 arXiv:2209.14624 (``gupta2022globalmp``).
 
@@ -66,26 +66,32 @@ def minimum_threshold(sizes, counts, min_keep: int) -> np.ndarray:
     N = np.array([check_int(n, "sizes", low=1) for n in sizes])
     k = np.array([check_int(c, "counts", low=0) for c in counts])
     if k.shape != N.shape or np.any(k > N):
-        raise ValueError(f"counts must have one entry per layer, each at most its size; got {k} for sizes {N}")
+        raise ValueError("counts must have one entry per layer, each at most its size; "
+                         f"got {k} for sizes {N}")
     m, total = check_int(min_keep, "min_keep", low=0), int(k.sum())
     fixed = np.where(N <= m, N, -1)                        # -1: free layer
     if np.minimum(N, m).sum() > total:
-        raise ValueError(f"min_keep={m} per layer needs {np.minimum(N, m).sum()} weights, "
-                         f"more than the {total} kept at this sparsity")
+        raise ValueError(f"min_keep={m} per layer needs {np.minimum(N, m).sum()} "
+                         f"weights, more than the {total} kept at this sparsity")
     while True:
         free = fixed < 0
         budget, share = total - fixed[~free].sum(), np.where(free, k, 0).astype(float)
-        share = share / share.sum() * budget if share.sum() > 0 else free * budget / free.sum()
+        if share.sum() > 0:
+            share = share / share.sum() * budget
+        else:
+            share = free * budget / free.sum()
         new = np.minimum(np.floor(share), N).astype(int)
-        for i in np.argsort(-(share - np.floor(share)), kind="stable")[:budget - new[free].sum()]:
-            new[i] += 1                                    # largest remainders fill the budget
+        rest = budget - new[free].sum()             # largest remainders fill the budget
+        for i in np.argsort(-(share - np.floor(share)), kind="stable")[:rest]:
+            new[i] += 1
         low = free & (new < m)
         if not low.any():
             return np.where(free, new, fixed)
         fixed[low] = m
 
 
-def keep_counts(w, layers, sparsity: float, rule: str = "global", min_keep: int = 0) -> np.ndarray:
+def keep_counts(w, layers, sparsity: float, rule: str = "global",
+                min_keep: int = 0) -> np.ndarray:
     r"""How many weights each layer keeps under ``rule`` at ``sparsity`` (see :func:`prune_mask`)."""
     w, layers = _layers(w, layers)
     s, rule = check_probability(sparsity, "sparsity"), check_choice(rule, "rule", RULES)
@@ -99,7 +105,8 @@ def keep_counts(w, layers, sparsity: float, rule: str = "global", min_keep: int 
     return counts if rule == "global" else minimum_threshold(N, counts, min_keep)
 
 
-def prune_mask(w, layers, sparsity: float, rule: str = "global", min_keep: int = 0) -> np.ndarray:
+def prune_mask(w, layers, sparsity: float, rule: str = "global",
+               min_keep: int = 0) -> np.ndarray:
     r"""The mask (True: kept) of magnitude pruning at ``sparsity`` over the weights in ``layers``.
 
     ``rule="global"``: drop the ``round(sparsity * N)`` smallest :math:`|w|` over all layers;
@@ -118,8 +125,8 @@ def prune_mask(w, layers, sparsity: float, rule: str = "global", min_keep: int =
     return mask
 
 
-def masked_sgd(stoch_grad, x0, *, mask, lr, momentum: float = 0.9, n_iters: int = 200, f=None,
-               n_log: int = 10, rng=None, callback=None):
+def masked_sgd(stoch_grad, x0, *, mask, lr, momentum: float = 0.9, n_iters: int = 200,
+               f=None, n_log: int = 10, rng=None, callback=None):
     r"""Fine-tune the surviving weights: heavy-ball SGD on :math:`x \odot M`, pruned weights held at zero.
 
     Parameters
@@ -168,13 +175,16 @@ def masked_sgd(stoch_grad, x0, *, mask, lr, momentum: float = 0.9, n_iters: int 
     x = as_array(x0, "x0")
     M = np.asarray(mask)
     if M.dtype != bool or M.shape != x.shape:
-        raise ValueError(f"mask must be a boolean array of shape {x.shape}, got {M.dtype} of shape {M.shape}")
+        raise ValueError(f"mask must be a boolean array of shape {x.shape}, "
+                         f"got {M.dtype} of shape {M.shape}")
     beta = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
-    n_iters, n_log = check_int(n_iters, "n_iters", low=1), check_int(n_log, "n_log", low=1)
+    n_iters = check_int(n_iters, "n_iters", low=1)
+    n_log = check_int(n_log, "n_log", low=1)
     lr = as_schedule(lr)
     step_at(lr, 0)
     gen, x, v = as_rng(rng), x * M, np.zeros_like(x)
-    trace = Trace("masked_sgd", {"lr": lr, "momentum": beta, "n_iters": n_iters}, callback)
+    params = {"lr": lr, "momentum": beta, "n_iters": n_iters}
+    trace = Trace("masked_sgd", params, callback)
     logged = set(np.linspace(0, n_iters, n_log + 1).round().astype(int).tolist())
 
     def record(t):
@@ -192,7 +202,8 @@ def masked_sgd(stoch_grad, x0, *, mask, lr, momentum: float = 0.9, n_iters: int 
         n_done = t + 1
         if trace.diverged(x, n_done) or (n_done in logged and record(n_done)):
             break
-    return trace.result(x, None if f is None else float(f(x)), n_iters=n_done, mask=M.copy())
+    f_end = None if f is None else float(f(x))
+    return trace.result(x, f_end, n_iters=n_done, mask=M.copy())
 
 
 def gradual_prune(stoch_grad, x0, *, layers, sparsity: float, n_steps: int, lr, rule: str = "global",

@@ -220,6 +220,7 @@ def test_the_claim_holds_on_seeds_and_sizes_the_chapter_does_not_use():
     assert set(verdict.rejects) == set(WRONG_VARIANTS), "the verdict names exactly the variants tested here"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", WRONG_VARIANTS)
 def test_the_claim_fails_on_a_wrong_variant(variant):
     with pytest.raises(ClaimFailed, match="FAIL"):
