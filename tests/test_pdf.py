@@ -252,8 +252,9 @@ def cited_titles() -> dict[str, str]:
     """Title of every references.bib entry that a chapter cites with {cite}`key` (or {cite:p} etc.)."""
     text = "".join(p.read_text() for p in (ROOT / "chapters").rglob("*") if p.suffix in (".md", ".ipynb"))
     keys = set()
-    for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+    for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):  # MyST roles (Markdown pages)
         keys |= {k.strip() for k in group.split(",")}
+    keys |= set(re.findall(r"\]\(\{cite\}([\w.:-]+)\)", text))  # citation links (the chapters)
     bib = (ROOT / "references.bib").read_text()
     titles = {}
     for key in sorted(keys):

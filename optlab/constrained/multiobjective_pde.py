@@ -156,7 +156,7 @@ def descent(f, subgrad, x0, *, eps: float = 1e-4, delta: float = 1e-4, c: float 
     :math:`s = \varepsilon 2^{-j}`, with :math:`\langle\xi, v\rangle > -c\|v\|^2`, is added to W;
     W approximates the Goldstein eps-subdifferential.  Differences from the paper: the point on
     the segment is found by halving, not bisection on the difference quotient, and delta is
-    relative.  Cost per step: one QP (an NNLS with |W| columns), k + |W| function and
+    relative.  Cost per step: one QP (an NNLS with :math:`|W|` columns), :math:`k + |W|` function and
     subgradient evaluations.
 
     References

@@ -16,9 +16,9 @@ DeepZero's ingredients, for the ReLU MLP of :mod:`optlab.zeroth_order.deepzero_m
 
 References
 ----------
-A. Chen, Y. Zhang, J. Jia, J. Diffenderfer, J. Liu, K. Parasyris, Y. Zhang, Z. Zhang,
-B. Kailkhura and S. Liu, DeepZero: scaling up zeroth-order optimization for deep model
-training, ICLR 2024, arXiv:2310.02025 (``chen2024deepzero``); see :func:`zo_sgd`.
+A. Chen, Y. Zhang, J. Jia, J. Diffenderfer, J. Liu, K. Parasyris, Y. Zhang, Z. Zhang, B. Kailkhura
+and S. Liu, DeepZero: scaling up zeroth-order optimization for deep model training, ICLR 2024,
+arXiv:2310.02025 (``chen2024deepzero``); see :func:`zo_sgd`.
 
 Book: chapters/zeroth_order/deepzero.ipynb
 """
