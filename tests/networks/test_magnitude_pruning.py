@@ -107,6 +107,62 @@ def test_flops_sparsity():
     assert mp.flops_sparsity([10, 0], [10, 90], [64, 1]) == pytest.approx(1 - 640 / 730)
 
 
+# --- the digits CNN and FLOPs (optlab.networks.pruning_cnn) -------------------------------------
+
+def test_conv_layer_costs_match_a_hand_count():
+    torch = pytest.importorskip("torch")
+    from optlab.networks import pruning_cnn as pc
+
+    conv = torch.nn.Conv2d(16, 32, 3, stride=2, padding=1)
+    h_out = (8 + 2 * 1 - 3) // 2 + 1                      # 4 output rows (and columns)
+    n_weights = 32 * 16 * 3 * 3                            # kernel weights: out x in x kh x kw
+    c = pc.layer_costs(torch.nn.Sequential(conv, torch.nn.Flatten(), torch.nn.Linear(32 * 16, 10)), (16, 8, 8))
+    assert c["weights"].tolist() == [n_weights, 5120] and c["positions"].tolist() == [h_out * h_out, 1]
+    assert c["flops"].tolist() == [16 * 4608, 5120] == [73728, 5120]
+    # the same count, multiply-adds by brute force: every output entry sums in_channels x 3 x 3 products
+    out = conv(torch.zeros(1, 16, 8, 8))
+    assert out[0].numel() * 16 * 9 == c["flops"][0]
+    p = pc.digits_cnn(n_train=50)
+    assert p.info["flops"].tolist() == [72 * 64, 1152 * 16, 2560]          # (8, 16) channels
+    assert [sl.stop - sl.start for sl in p.info["layers"]] == [72, 1152, 2560]
+
+
+def test_cnn_gradient_matches_finite_differences_and_its_torch_module():
+    torch = pytest.importorskip("torch")
+    from optlab.networks import pruning_cnn as pc
+
+    p = pc.digits_cnn((3, 4), n_train=40, rng=1)
+    x = p.x0 + 0.01 * np.random.default_rng(2).standard_normal(p.dim)     # off the ReLU kinks
+    assert check_grad(p.f, p.grad, x, n_dirs=10, rng=0) < 1e-5
+    Xtr, ytr = p.info["data"]["train"]
+    with torch.no_grad():
+        ce = float(torch.nn.functional.cross_entropy(p.info["module"](x)(Xtr), ytr))
+    assert ce == pytest.approx(p.f(x), rel=1e-12)        # the flat layout is torch's weight layout
+
+
+def test_cnn_masks_match_torch_global_unstructured_and_flops_part_from_weights():
+    pytest.importorskip("torch")
+    from torch.nn.utils import prune
+
+    from optlab.networks import pruning_cnn as pc
+
+    p = pc.digits_cnn(rng=3)
+    layers, P = p.info["layers"], p.info["positions"]
+    N = np.array([sl.stop - sl.start for sl in layers])
+    x = p.x0 + 0.01 * np.random.default_rng(4).standard_normal(p.dim)
+    for s in (0.3, 0.8, 0.95):
+        net = p.info["module"](x)
+        convs = [net[0], net[2], net[5]]
+        prune.global_unstructured([(m, "weight") for m in convs], pruning_method=prune.L1Unstructured, amount=s)
+        theirs = np.concatenate([m.weight_mask.numpy().ravel() for m in convs]).astype(bool)
+        ours = mp.prune_mask(x, layers, s)
+        inside = np.concatenate([np.arange(sl.start, sl.stop) for sl in layers])
+        np.testing.assert_array_equal(ours[inside], theirs)
+        k_u, k_g = mp.keep_counts(x, layers, s, "uniform"), mp.keep_counts(x, layers, s)
+        assert abs(mp.flops_sparsity(k_u, N, P) - s) <= 1.0 / N.min()          # uniform: FLOPs = weights
+        assert mp.flops_sparsity(k_g, N, P) < s - 0.05       # Global MP keeps the costly first conv
+
+
 # --- the methods -------------------------------------------------------------------------------
 
 def run(rng=0, x0=(1.0, -2.0, 0.5, 3.0), callback=None):
@@ -167,6 +223,11 @@ BAD_INPUT = {
                           ("sizes", "counts")),
     "flops_sparsity": (mp.flops_sparsity, dict(counts=[1, 2], sizes=[3, 4], positions=[1, 1]),
                        {"counts": [[5, 2], [1]], "positions": [[0, 1]]}, ("counts", "sizes", "positions")),
+    "digits_cnn": ("pruning_cnn.digits_cnn", dict(channels=(2, 3), n_train=50),
+                   {"channels": [(0, 3), (2, 1.5)], "n_train": [0, 1797], "batch_size": [0], "rng": ["seed"]},
+                   ()),
+    "layer_costs": ("pruning_cnn.layer_costs", dict(module="conv", input_shape=(1, 8, 8)),
+                    {"module": [None, 3], "input_shape": [(1, 0, 8), (1, 8.5, 8)]}, ("module",)),
     "digits_relu_mlp": (mp.digits_relu_mlp, dict(widths=(64, 4, 10), n_train=50),
                         {"widths": [(63, 4, 10), (64, 4, 9), (64,), (64, 0, 10)], "n_train": [0, 1797],
                          "batch_size": [0], "rng": ["seed"]}, ("widths",)),
@@ -176,6 +237,13 @@ BAD_INPUT = {
 @pytest.mark.parametrize("row", BAD_INPUT)
 def test_bad_input_gives_clear_errors(row):
     fn, good, bad, skip = BAD_INPUT[row]
+    if isinstance(fn, str):                               # the torch module: imported only here
+        torch = pytest.importorskip("torch")
+        from optlab.networks import pruning_cnn
+
+        fn = getattr(pruning_cnn, fn.split(".")[1])
+        if good.get("module") == "conv":
+            good = {**good, "module": torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))}
     assert check_bad_inputs(fn, good, bad, skip_generic=skip) > 0
 
 
