@@ -79,12 +79,12 @@ def enumerate_patterns(X) -> np.ndarray:
     """
     (X,) = _data(X)
     if X.shape[1] != 3:
-        raise ValueError(f"X must have 3 columns (2-D points and a bias), got {X.shape[1]}")
+        raise ValueError(f"X must have 3 columns (2-D points, bias), got {X.shape[1]}")
     i, j = np.triu_indices(len(X), 1)
-    H = np.cross(X[i], X[j])                                   # (pairs, 3), one per line
+    H = np.cross(X[i], X[j])                     # (pairs, 3), one per line
     H = np.concatenate([H, -H])
     i, j = np.tile(i, 2), np.tile(j, 2)
-    base = X @ H.T >= 0                                        # (n, 2 pairs)
+    base = X @ H.T >= 0                          # (n, 2 pairs)
     pats = []
     for si in (0, 1):
         for sj in (0, 1):
@@ -253,23 +253,31 @@ def admm(X, y, S, x0=None, *, beta: float, rho: float = 1.0, n_iters: int = 1000
     P, d = S.shape[1], X.shape[1]
     u = np.zeros((2, P, d)) if x0 is None else check_array(x0, "x0", shape=(2, P, d))
     beta, rho = check_positive(beta, "beta"), check_positive(rho, "rho")
-    n_iters, adapt_every = check_int(n_iters, "n_iters", low=1), check_int(adapt_every, "adapt_every", low=1)
+    n_iters = check_int(n_iters, "n_iters", low=1)
+    adapt_every = check_int(adapt_every, "adapt_every", low=1)
     mu, tau = check_real(mu, "mu", low=1.0), check_real(tau, "tau", low=1.0)
-    steps = set(np.unique(np.linspace(0, n_iters, check_int(n_log, "n_log", low=2)).astype(int)))
+    n_log = check_int(n_log, "n_log", low=2)
+    steps = set(np.unique(np.linspace(0, n_iters, n_log).astype(int)))
     as_rng(rng)
-    trace = Trace("admm", {"beta": beta, "rho0": rho, "adapt": bool(adapt), "P": P}, callback)
+    params = {"beta": beta, "rho0": rho, "adapt": bool(adapt), "P": P}
+    trace = Trace("admm", params, callback)
+
+    def record(t, **extra):
+        return trace.log(t, f=objective(u, X, y, S, beta), violation=violation(u, X, S),
+                         rho=rho, **extra)
+
     z, s = u.copy(), np.maximum(cone(u, X, S), 0.0)
     lam, nu = np.zeros_like(u), np.zeros_like(s)
     Fty = np.stack([1.0, -1.0])[:, None, None] * (X.T @ (S * y[:, None])).T
     Binv, L = _factor(X, S, rho)
     r_p = r_d = np.nan
-    stopped = trace.log(0, f=objective(u, X, y, S, beta), violation=violation(u, X, S), rho=rho)
+    stopped = record(0)
     for t in range(0 if stopped else n_iters):
         rhs = Fty + rho * (z - lam) + rho * cone_t(s - nu, X, S)
-        a = rhs @ Binv / rho                                   # A^{-1} rhs, A = rho I (x) B
+        a = rhs @ Binv / rho                     # A^{-1} rhs, A = rho I (x) B
         q = np.linalg.solve(L.T, np.linalg.solve(L, predict(a, X, S)))
         Ftq = np.stack([1.0, -1.0])[:, None, None] * (X.T @ (S * q[:, None])).T
-        u = a - Ftq @ Binv / rho                               # Woodbury
+        u = a - Ftq @ Binv / rho                 # Woodbury
         trace.count("solve")
         Gu, z_old, s_old = cone(u, X, S), z, s
         z = group_shrink(u + lam, beta / rho)
@@ -284,12 +292,11 @@ def admm(X, y, S, x0=None, *, beta: float, rho: float = 1.0, n_iters: int = 1000
             rho, (lam, nu) = rho * factor, rescale_duals(lam, nu, factor)
             Binv, L = _factor(X, S, rho)
             trace.count("factor")
-        if t + 1 in steps and trace.log(t + 1, f=objective(u, X, y, S, beta), violation=violation(u, X, S),
-                                        r_primal=r_p, r_dual=r_d, rho=rho):
+        if t + 1 in steps and record(t + 1, r_primal=r_p, r_dual=r_d):
             break
     n_done = int(trace.history["t"][-1]) if trace.message is None else t + 1
-    return trace.result(u, objective(u, X, y, S, beta), n_iters=n_done, z=z, s=s, rho=rho,
-                        violation=violation(u, X, S))
+    return trace.result(u, objective(u, X, y, S, beta), n_iters=n_done, z=z, s=s,
+                        rho=rho, violation=violation(u, X, S))
 
 
 def scp(X, y, S, x0=None, *, beta: float, n_iters: int = 500, rng=None, callback=None):
