@@ -7,7 +7,8 @@
 #
 # Both create the environment .venv (pip install -r requirements.txt, one resolve) when it is
 # missing or older than requirements.txt / pyproject.toml.  More targets: `make env`, `make lint`,
-# `make check` (everything CI checks), `make clean`.
+# `make check` (everything CI checks), `make flower` (the federated methods on Flower's simulation
+# engine, in Flower's own environment .venv-flower from requirements-flower.txt), `make clean`.
 #
 # On a Linux machine without an NVIDIA GPU, install PyTorch's CPU-only build (about 200 MB instead
 # of several GB of CUDA libraries) by naming its index the first time:
@@ -27,7 +28,7 @@ export NUMEXPR_NUM_THREADS := 1
 # nbgrader calls `alembic`, which lives in the environment's bin/.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: env book test lint check clean
+.PHONY: env book test lint check clean flower
 
 env: $(VENV)/.installed
 
@@ -44,6 +45,16 @@ book: env
 
 test: env
 	$(BIN)/pytest -n 2 -m "not pdf" --durations=25
+
+# Flower pins its own Ray and protobuf: a separate environment, never the book's (requirements-flower.txt).
+.venv-flower/.installed: requirements-flower.txt
+	test -x .venv-flower/bin/python || $(PYTHON) -m venv .venv-flower
+	.venv-flower/bin/pip install -q -r requirements-flower.txt
+	touch $@
+
+flower: .venv-flower/.installed
+	PYTHONPATH=$(CURDIR) .venv-flower/bin/python -m pytest -p no:cacheprovider -o addopts="" -m flower \
+	    tests/federated/test_flower.py
 
 lint: env
 	$(BIN)/ruff check .
