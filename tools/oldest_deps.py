@@ -90,6 +90,11 @@ class Dep:
         return f"{self.name}=={self.version}"
 
 
+# Extras that live in an environment of their own, never beside the others (Flower pins its own Ray and protobuf:
+# requirements-flower.txt, `make flower`); the oldest-versions job leaves them out.
+OWN_ENVIRONMENT = ("flower",)
+
+
 def lower_bounds(pyproject: Path = ROOT / "pyproject.toml") -> list[tuple[str, str, str]]:
     """``(name, lower bound, extra)`` for every requirement of ``[project]`` that applies to this Python.
 
@@ -98,7 +103,8 @@ def lower_bounds(pyproject: Path = ROOT / "pyproject.toml") -> list[tuple[str, s
     """
     project = tomllib.loads(Path(pyproject).read_text())["project"]
     groups = [("", project.get("dependencies", []))]
-    groups += sorted(project.get("optional-dependencies", {}).items())
+    groups += sorted((extra, reqs) for extra, reqs in project.get("optional-dependencies", {}).items()
+                     if extra not in OWN_ENVIRONMENT)
     out, seen, env = [], {}, default_environment()
     own = fresh_env.normalize(project.get("name", "optlab"))
     for extra, reqs in groups:
