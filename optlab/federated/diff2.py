@@ -67,10 +67,11 @@ def privatize(g, radius, sigma, ids, rnd, seed):
     draws its noise from ``client_rng(seed, rnd, ids[j])``.  Returns the ``(k, d)`` releases.
     """
     k, m, d = g.shape
-    norms = np.sqrt(np.einsum("kmd,kmd->km", g, g))
-    scale = np.minimum(1.0, radius[:, None] / np.maximum(norms, 1e-300))      # clip factors (k, m)
-    clipped_mean = np.matmul(scale[:, None, :], g)[:, 0] / m                   # mean of clip_C(g_i)
-    noise = np.stack([core.client_rng(seed, rnd, int(i)).standard_normal(d) for i in ids])
+    norms = np.maximum(np.sqrt(np.einsum("kmd,kmd->km", g, g)), 1e-300)
+    scale = np.minimum(1.0, radius[:, None] / norms)          # clip factors (k, m)
+    clipped_mean = np.matmul(scale[:, None, :], g)[:, 0] / m  # mean of clip_C(g_i)
+    rngs = [core.client_rng(seed, rnd, int(i)) for i in ids]  # (seed, round, client)
+    noise = np.stack([r.standard_normal(d) for r in rngs])
     return clipped_mean + (2.0 * sigma * radius / m)[:, None] * noise
 
 
@@ -89,16 +90,17 @@ def dp_gd_client(view, data, ids, rnd, seed, *, sample_grads, clip_radius, sigma
     return {"d": privatize(g, radius, sigma, ids, rnd, seed)}, {"grad": g.shape[0] * g.shape[1]}
 
 
-def diff2_client(view, data, ids, rnd, seed, *, sample_grads, clip1, clip2, sigma1, sigma2):
-    """DIFF2's client: clipped gradients in a restart round, clipped gradient differences otherwise."""
+def diff2_client(view, data, ids, rnd, seed, *, sample_grads, clip1, clip2, sigma1,
+                 sigma2):
+    """DIFF2's client: clipped gradients in a restart round, clipped differences otherwise."""
     k = len(ids)
-    x = np.broadcast_to(view["x"], (k, view["x"].size))                 # x_{r-1}
-    g = sample_grads(x, data)
+    x = np.broadcast_to(view["x"], (k, view["x"].size))            # x_{r-1}
+    g = sample_grads(x, data)                                      # (k, m, d)
     if view["restart"][0] > 0:
         msg = privatize(g, np.full(k, float(clip1)), sigma1, ids, rnd, seed)
         return {"d": msg}, {"grad": g.shape[0] * g.shape[1]}
-    x_prev = np.broadcast_to(view["x_prev"], x.shape)                   # x_{r-2}
-    radius = diff_radius(clip2, x, x_prev)                              # C_2 ||x_{r-1} - x_{r-2}||
+    x_prev = np.broadcast_to(view["x_prev"], x.shape)              # x_{r-2}
+    radius = diff_radius(clip2, x, x_prev)                  # C_2 ||x_{r-1} - x_{r-2}||
     msg = privatize(g - sample_grads(x_prev, data), radius, sigma2, ids, rnd, seed)
     return {"d": msg}, {"grad": 2 * g.shape[0] * g.shape[1]}
 
@@ -110,8 +112,8 @@ def dp_aggregate(state, messages, weights, rnd, *, lr, restart_every):
     """
     restart = bool(state["restart"][0] > 0)
     v = accumulate(state["v"], core.weighted_mean(messages["d"], weights), restart)
-    nxt = float((rnd + 1) % restart_every == 0)
-    return {"x": state["x"] - lr * v, "x_prev": state["x"], "v": v, "restart": np.array([nxt])}, {}
+    nxt = np.array([float((rnd + 1) % restart_every == 0)])   # next round restarts?
+    return {"x": state["x"] - lr * v, "x_prev": state["x"], "v": v, "restart": nxt}, {}
 
 
 def client_view(state):
@@ -138,7 +140,7 @@ def noise_multipliers(epsilon, delta, n_rounds, restart_every, restart_share=0.5
     n1, n2 = int(restart.sum()), int((~restart).sum())
     share = 1.0 if n2 == 0 else share
     if share == 1.0 and n2 > 0:
-        raise ValueError("restart_share must be < 1 when there are difference rounds (they need a budget)")
+        raise ValueError("restart_share must be < 1 when there are difference rounds")
     s1 = math.sqrt(n1 / (2.0 * share * rho))
     s2 = math.sqrt(n2 / (2.0 * (1.0 - share) * rho)) if n2 else np.inf
     return np.where(restart, s1, s2)

@@ -39,7 +39,8 @@ def test_the_logistic_oracles(small):
     np.testing.assert_allclose(g.reshape(-1, 4).mean(axis=0), o["grad"](x), rtol=1e-12, atol=1e-15)
     # per-sample gradients are the gradients of the per-sample losses
     one = {"A": data["A"][:1, :1], "y": data["y"][:1, :1]}
-    assert check_grad(lambda z: D.logistic_loss(z, one), lambda z: D.logistic_sample_grads(z[None], one)[0, 0], x) < 1e-7
+    per_sample = lambda z: D.logistic_sample_grads(z[None], one)[0, 0]  # noqa: E731
+    assert check_grad(lambda z: D.logistic_loss(z, one), per_sample, x) < 1e-7
 
 
 def test_the_per_sample_smoothness_bound(small):
@@ -157,7 +158,10 @@ def test_the_adjacency_changes_the_accounting_by_a_factor_four():
 
 # --- the API contract ------------------------------------------------------------------------------------
 
-def run(rng=0, x0=np.zeros(4), callback=None, method="diff2"):
+START = np.zeros(4)
+
+
+def run(rng=0, x0=START, callback=None, method="diff2"):
     data, o = D.logistic_data(n_clients=3, n_per_client=40, dim=4, rng=0)
     kw = dict(lr=1.0, epsilon=1.0, delta=1e-5, n_rounds=6, grad=o["grad"], rng=rng, callback=callback)
     if method == "diff2":
