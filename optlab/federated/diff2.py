@@ -175,15 +175,16 @@ def _sticky(callback):
     return wrapped
 
 
-def _run(client, sample_grads, data, x0, grad, lr, restart_every, n_rounds, sigmas, rng, callback, name):
+def _run(client, sample_grads, data, x0, f, grad, lr, restart_every, n_rounds, sigmas, rng, callback, name):
     check_callable(sample_grads, "sample_grads", signature="(x (k, d), data) -> (k, m, d)")
+    check_callable(f, "f", optional=True, signature="x (d,) -> float")
     check_callable(grad, "grad", optional=True, signature="x (d,) -> (d,)")
     x0 = check_array(x0, "x0", ndim=1)
     path = []
 
     def log(state):  # logging only (not counted): keep the iterates and estimators
         path.append(state)
-        return np.nan
+        return np.nan if f is None else f(state["x"])
 
     state0 = {"x": x0, "x_prev": x0, "v": np.zeros_like(x0), "restart": np.array([1.0])}
     agg = partial(dp_aggregate, lr=check_positive(lr, "lr"), restart_every=restart_every)
@@ -197,8 +198,8 @@ def _run(client, sample_grads, data, x0, grad, lr, restart_every, n_rounds, sigm
     return res
 
 
-def dp_gd(sample_grads, data, x0, *, lr, clip_radius, epsilon, delta, n_rounds, grad=None, rng=None,
-          callback=None):
+def dp_gd(sample_grads, data, x0, *, lr, clip_radius, epsilon, delta, n_rounds, f=None, grad=None,
+          rng=None, callback=None):
     r"""DP-GD on ``P`` workers: clipped per-sample gradients, Gaussian noise, one release per round.
 
     Parameters
@@ -213,8 +214,9 @@ def dp_gd(sample_grads, data, x0, *, lr, clip_radius, epsilon, delta, n_rounds, 
     epsilon, delta : float
         The total privacy guarantee :math:`(\varepsilon, \delta)`, replace-one adjacency.
     n_rounds : int
-    grad : callable or None
-        The full gradient of :math:`f`, for the diagnostics only.
+    f, grad : callable or None
+        The objective :math:`f` (logged as the history's ``f``) and its full gradient (for the
+        diagnostics), both for evaluation only: not private, not counted.
     rng, callback
         As in :func:`optlab.federated.core.run_rounds`.
 
@@ -244,16 +246,16 @@ def dp_gd(sample_grads, data, x0, *, lr, clip_radius, epsilon, delta, n_rounds, 
     sigmas = noise_multipliers(epsilon, delta, n_rounds, 1)
     client = partial(dp_gd_client, sample_grads=sample_grads, clip_radius=check_positive(clip_radius, "clip_radius"),
                      sigma=float(sigmas[0]))
-    return _run(client, sample_grads, data, x0, grad, lr, 1, n_rounds, sigmas, rng, callback, "dp_gd")
+    return _run(client, sample_grads, data, x0, f, grad, lr, 1, n_rounds, sigmas, rng, callback, "dp_gd")
 
 
 def diff2(sample_grads, data, x0, *, lr, clip1, clip2, epsilon, delta, n_rounds, restart_every,
-          restart_share=0.5, grad=None, rng=None, callback=None):
+          restart_share=0.5, f=None, grad=None, rng=None, callback=None):
     r"""DIFF2 with the gradient-descent subroutine: private gradient differences, periodic restarts.
 
     Parameters
     ----------
-    sample_grads, data, x0, lr, epsilon, delta, n_rounds, grad, rng, callback
+    sample_grads, data, x0, lr, epsilon, delta, n_rounds, f, grad, rng, callback
         As in :func:`dp_gd`.
     clip1 : float
         Clipping radius :math:`C_1` of the restart rounds (gradients).
@@ -294,7 +296,7 @@ def diff2(sample_grads, data, x0, *, lr, clip1, clip2, epsilon, delta, n_rounds,
     client = partial(diff2_client, sample_grads=sample_grads, clip1=check_positive(clip1, "clip1"),
                      clip2=check_positive(clip2, "clip2"), sigma1=float(sigmas[0]),
                      sigma2=float(sigmas[1]) if n_rounds > 1 and T > 1 else np.inf)
-    return _run(client, sample_grads, data, x0, grad, lr, T, n_rounds, sigmas, rng, callback, "diff2")
+    return _run(client, sample_grads, data, x0, f, grad, lr, T, n_rounds, sigmas, rng, callback, "diff2")
 
 
 # --- the chapter's problem: logistic regression with a nonconvex penalty ----------------------------------

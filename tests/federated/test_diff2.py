@@ -163,7 +163,7 @@ START = np.zeros(4)
 
 def run(rng=0, x0=START, callback=None, method="diff2"):
     data, o = D.logistic_data(n_clients=3, n_per_client=40, dim=4, rng=0)
-    kw = dict(lr=1.0, epsilon=1.0, delta=1e-5, n_rounds=6, grad=o["grad"], rng=rng, callback=callback)
+    kw = dict(lr=1.0, epsilon=1.0, delta=1e-5, n_rounds=6, f=o["f"], grad=o["grad"], rng=rng, callback=callback)
     if method == "diff2":
         return D.diff2(o["sample_grads"], data, x0, clip1=1.0, clip2=o["L"], restart_every=3, **kw)
     return D.dp_gd(o["sample_grads"], data, x0, clip_radius=1.0, **kw)
@@ -175,6 +175,8 @@ def test_core_contract(method):
     assert res.method == method and set(res.x) == {"x", "x_prev", "v", "restart"}
     assert res.grad_norm2.shape == (7,) and res.estimator_error.shape == (6,)
     assert {"sigmas", "rho", "ledger", "seed"} <= set(res.extras)
+    data, o = D.logistic_data(n_clients=3, n_per_client=40, dim=4, rng=0)
+    assert res.f == pytest.approx(o["f"](res.x["x"])) and res.history["f"][0] == pytest.approx(np.log(2))
 
 
 def test_communication_is_counted():
@@ -194,7 +196,7 @@ BAD_INPUT = {
     "dp_gd": (lambda **kw: D.dp_gd(**kw), dict(sample_grads=D.logistic_sample_grads,
                                                data=D.logistic_data(2, 5, 3, rng=0)[0], x0=np.zeros(3), lr=1.0,
                                                clip_radius=1.0, epsilon=1.0, delta=1e-5, n_rounds=3, rng=0),
-              {"clip_radius": [0.0, np.inf], "epsilon": [-1.0], "n_rounds": [0], "grad": [3]}),
+              {"clip_radius": [0.0, np.inf], "epsilon": [-1.0], "n_rounds": [0], "grad": [3], "f": ["loss"]}),
     "noise_multipliers": (lambda **kw: D.noise_multipliers(**kw),
                           dict(epsilon=1.0, delta=1e-5, n_rounds=10, restart_every=5, restart_share=0.5),
                           {"epsilon": [0.0], "delta": [2.0], "n_rounds": [0], "restart_every": [0, 1.5],
