@@ -234,8 +234,8 @@ def run_rounds(client_update, aggregate, state0, data, *, n_rounds: int, weights
         if isinstance(state0, dict) else check_array(state0, "state0")
     tr, ledger = Trace(method, {"n_rounds": T, "n_sampled": k, "n_clients": n}, callback), Ledger()
     log = lambda s: float(f(s)) if f is not None else np.nan  # noqa: E731
-    tr.log(0, f=log(state), bytes_up=0, bytes_down=0)
-    for rnd in range(T):
+    stopped = tr.log(0, f=log(state), bytes_up=0, bytes_down=0)  # a callback may stop before the first round
+    for rnd in range(0 if stopped else T):
         ids = sample_clients(n, k, seed, rnd)
         messages, evals = client_update(view := view_of(state), take_clients(data, ids), ids, rnd, seed)
         if any(np.shape(m)[:1] != (k,) for m in (messages.values() if isinstance(messages, dict) else [messages])):

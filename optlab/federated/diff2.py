@@ -161,20 +161,6 @@ def spent_rho(sigmas):
 
 # --- the methods -------------------------------------------------------------------------------------------
 
-def _sticky(callback):
-    """The callback, kept stopped once it returned True (run_rounds does not stop on its record of round 0)."""
-    if check_callable(callback, "callback", optional=True, signature="record -> bool") is None:
-        return None
-    stopped = []
-
-    def wrapped(record):
-        if not stopped and callback(record):
-            stopped.append(True)
-        return bool(stopped)
-
-    return wrapped
-
-
 def _run(client, sample_grads, data, x0, f, grad, lr, restart_every, n_rounds, sigmas, rng, callback, name):
     check_callable(sample_grads, "sample_grads", signature="(x (k, d), data) -> (k, m, d)")
     check_callable(f, "f", optional=True, signature="x (d,) -> float")
@@ -189,12 +175,13 @@ def _run(client, sample_grads, data, x0, f, grad, lr, restart_every, n_rounds, s
     state0 = {"x": x0, "x_prev": x0, "v": np.zeros_like(x0), "restart": np.array([1.0])}
     agg = partial(dp_aggregate, lr=check_positive(lr, "lr"), restart_every=restart_every)
     res = core.run_rounds(client, agg, state0, data, n_rounds=n_rounds, client_view=client_view, f=log,
-                          rng=rng, callback=_sticky(callback), method=name)
+                          rng=rng, callback=callback, method=name)
     res.extras["sigmas"], res.extras["rho"] = sigmas, spent_rho(sigmas)
     if grad is not None:  # diagnostics: ||grad f(x_r)||^2 (r = 0..R) and ||v_r - grad f(x_{r-1})||
         gx = np.array([grad(s["x"]) for s in path])
         res.extras["grad_norm2"] = np.sum(gx ** 2, axis=1)
-        res.extras["estimator_error"] = np.linalg.norm(np.array([s["v"] for s in path[1:]]) - gx[:-1], axis=1)
+        v = np.array([s["v"] for s in path[1:]]).reshape(len(path) - 1, -1)  # no row if stopped at round 0
+        res.extras["estimator_error"] = np.linalg.norm(v - gx[:-1], axis=1)
     return res
 
 

@@ -2,7 +2,7 @@
 
 Needs Flower's own environment (``pip install -r requirements-flower.txt`` in a separate venv, README
 "Federated learning on Flower"); skipped where ``flwr`` is not installed, which includes the book's environment.
-Run: ``make flower`` (every test marked flower in tests/federated; Ray starts in 10-60 s on two cores).
+Run: ``make flower`` (this file and tests/federated/test_diff2.py; Ray starts in 10-60 s on two cores).
 """
 import numpy as np
 import pytest
