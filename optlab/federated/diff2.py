@@ -180,7 +180,7 @@ def _run(client, sample_grads, data, x0, f, grad, lr, restart_every, n_rounds, s
     if grad is not None:  # diagnostics: ||grad f(x_r)||^2 (r = 0..R) and ||v_r - grad f(x_{r-1})||
         gx = np.array([grad(s["x"]) for s in path])
         res.extras["grad_norm2"] = np.sum(gx ** 2, axis=1)
-        v = np.array([s["v"] for s in path[1:]]).reshape(len(path) - 1, -1)  # no row if stopped at round 0
+        v = np.array([s["v"] for s in path[1:]]).reshape(len(path) - 1, gx.shape[1])  # none if stopped at round 0
         res.extras["estimator_error"] = np.linalg.norm(v - gx[:-1], axis=1)
     return res
 
