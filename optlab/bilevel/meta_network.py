@@ -7,7 +7,9 @@ global Normal-Inverse-Wishart variable.  Given :math:`w`, the model is linear in
 the one-time local posterior stays exact and closed form; :func:`niw_meta_network` learns the NIW
 parameters and :math:`w` jointly by Adam on the episodic ELBO over fresh episodes.  Both gradients are
 partial derivatives at the fixed local posteriors (the envelope theorem): no graph is kept through the
-local update.  This module imports torch; ``import optlab`` does not import it.
+local update.  :func:`maml_network` is the MAML baseline on the same network (all weights adapted
+by :func:`maml_adapt`, second-order meta-gradient through the unrolled inner loop).  This module
+imports torch; ``import optlab`` does not import it.
 
 References
 ----------
@@ -28,15 +30,16 @@ from . import meta_learning as ml
 from .sineline import RandomFeatures
 
 __all__ = ["init_mlp", "mlp_features", "torch_random_features", "numpy_features", "expected_loglik",
-           "niw_meta_network"]
+           "niw_meta_network", "maml_adapt", "maml_network", "maml_predict"]
 
 
-def init_mlp(widths=(32, 32), *, scale: float = 5.0, rng=0) -> list:
+def init_mlp(widths=(32, 32), *, scale: float = 5.0, head: bool = False, rng=0) -> list:
     r"""Weights of a tanh MLP :math:`\mathbb R \to \mathbb R^{h}` (float64 leaf tensors, ``requires_grad``).
 
     Glorot-normal weights; the first layer's are divided by ``scale``, the half-width of the input
     range, so that the first tanh layer is not saturated on :math:`[-5, 5]`.  Returns
-    ``[W1, b1, W2, b2, ...]`` with ``W`` of shape (fan_in, fan_out).
+    ``[W1, b1, W2, b2, ...]`` with ``W`` of shape (fan_in, fan_out); with ``head`` a last linear
+    layer to one output (zero weights) is appended, the network that :func:`maml_network` adapts.
 
     >>> [tuple(p.shape) for p in init_mlp((4, 3))]
     [(1, 4), (4,), (4, 3), (3,)]
@@ -51,6 +54,9 @@ def init_mlp(widths=(32, 32), *, scale: float = 5.0, rng=0) -> list:
         b = 0.1 * gen.standard_normal(h) if j == 0 else np.zeros(h)
         params += [torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True)]
         fan_in = h
+    if head:
+        params += [torch.zeros(fan_in, 1, dtype=torch.float64, requires_grad=True),
+                   torch.zeros(1, dtype=torch.float64, requires_grad=True)]
     return params
 
 
@@ -219,3 +225,78 @@ def niw_meta_network(sample_tasks, x0: dict, *, features, params, lr, feature_lr
     f = -elbo if trace.message is None else None
     return trace.result(x, f, n_iters=t + 1, mean=L["m0"], cov=ml.expected_cov(L),
                         params=[p.detach().clone() for p in w])
+
+
+# ------------------------------------------------------------------ MAML on the same network
+
+def _net_out(x, ws):
+    """The MLP with a linear head, one weight set per task (leading axis n): (n, k) -> (n, k)."""
+    h = x[..., None]
+    for W, b in zip(ws[:-2:2], ws[1:-2:2]):
+        h = torch.tanh(h @ W + b[:, None, :])
+    return (h @ ws[-2] + ws[-1][:, None, :])[..., 0]
+
+
+def maml_adapt(params, x_s, y_s, *, inner_lr: float, n_steps: int, create_graph: bool = False):
+    r"""MAML's inner loop on every task at once: ``n_steps`` gradient steps of size ``inner_lr`` on
+    the support loss :math:`\frac1k\|f_w(x_s) - y_s\|^2` from the shared weights ``params``
+    (:func:`init_mlp` with ``head=True``).  Returns the per-task weights (leading axis n);
+    ``create_graph`` keeps the graph for the meta-gradient."""
+    x_s, y_s = torch.as_tensor(x_s, dtype=torch.float64), torch.as_tensor(y_s, dtype=torch.float64)
+    alpha, T = check_positive(inner_lr, "inner_lr"), check_int(n_steps, "n_steps", low=0)
+    ws = [p.expand(len(x_s), *p.shape) for p in params]
+    with torch.enable_grad():
+        for _ in range(T):
+            if not create_graph:                          # first order: fresh leaves
+                ws = [w.detach().requires_grad_(True) for w in ws]
+            loss = torch.sum(torch.mean((_net_out(x_s, ws) - y_s) ** 2, 1))   # sum over tasks
+            grads = torch.autograd.grad(loss, ws, create_graph=create_graph)
+            ws = [w - alpha * g for w, g in zip(ws, grads)]
+    return ws if create_graph else [w.detach() for w in ws]
+
+
+def maml_network(sample_episodes, params, *, lr, n_iters: int, inner_lr: float, n_steps: int,
+                 rng=None, callback=None):
+    r"""MAML on the MLP with a linear head: Adam on the query loss after ``n_steps`` inner steps.
+
+    ``sample_episodes(rng) -> (x_s, y_s, x_q, y_q)``; ``params`` from :func:`init_mlp` with
+    ``head=True`` (copied).  The meta-gradient backpropagates through the unrolled inner loop
+    (second order).  Returns a Result with ``x`` the learned weights flattened, extra ``params``
+    (the same as a list of tensors), history column ``f`` (the batch's mean query MSE) and ``n_evals["episodes"]``.
+
+    References: C. Finn, P. Abbeel and S. Levine, arXiv:1703.03400 (``finn2017model``).
+    """
+    check_callable(sample_episodes, "sample_episodes", signature="rng -> (x_s, y_s, x_q, y_q)")
+    if not isinstance(params, (list, tuple)) or len(params) < 4 or not all(
+            isinstance(p, torch.Tensor) for p in params):
+        raise TypeError("params must be a list of torch tensors with a head (init_mlp(head=True))")
+    schedule, n_iters = as_schedule(lr), check_int(n_iters, "n_iters", low=1)
+    check_positive(inner_lr, "inner_lr"), check_int(n_steps, "n_steps", low=0)
+    gen = as_rng(rng)
+    w = [p.detach().clone().requires_grad_(True) for p in params]
+    opt = torch_optimizer("adam", w, lr=step_at(schedule, 0))
+    trace = Trace("maml_network", {"lr": schedule, "n_iters": n_iters, "inner_lr": inner_lr,
+                                   "n_steps": n_steps}, callback)
+    for t in range(n_iters):
+        x_s, y_s, x_q, y_q = sample_episodes(gen)
+        trace.count("episodes", len(y_s))
+        ws = maml_adapt(w, x_s, y_s, inner_lr=inner_lr, n_steps=n_steps, create_graph=True)
+        loss = torch.mean((_net_out(torch.as_tensor(x_q, dtype=torch.float64), ws)
+                           - torch.as_tensor(y_q, dtype=torch.float64)) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = step_at(schedule, t)
+        opt.step()
+        flat = np.concatenate([p.detach().numpy().ravel() for p in w])
+        if trace.diverged(flat, t + 1) or trace.log(t, f=float(loss.detach())):
+            break
+    f = float(loss.detach()) if trace.message is None else None
+    return trace.result(flat, f, n_iters=t + 1, params=[p.detach().clone() for p in w])
+
+
+def maml_predict(params, x_s, y_s, x_q, *, inner_lr: float, n_steps: int):
+    """Adapt to each support set (:func:`maml_adapt`) and predict at the query inputs (numpy)."""
+    ws = maml_adapt(params, x_s, y_s, inner_lr=inner_lr, n_steps=n_steps)
+    with torch.no_grad():
+        return _net_out(torch.as_tensor(x_q, dtype=torch.float64), ws).numpy()

@@ -298,6 +298,53 @@ def test_network_training_raises_the_elbo_and_leaves_its_inputs_alone():
     assert not all(torch.equal(a, b) for a, b in zip(kept, res.extras["params"]))
 
 
+def test_maml_network_meta_gradient_matches_finite_differences():
+    import torch
+
+    params = mn.init_mlp((3, 2), head=True, rng=1)
+    with torch.no_grad():
+        params[-2].copy_(torch.tensor([[0.7], [-0.4]]))
+    t = sl.sineline_tasks(3, 6, rng=2)
+    xs, ys, xq, yq = t["x"][:, :3], t["y"][:, :3], t["x"][:, 3:], t["y"][:, 3:]
+    shapes, sizes = [p.shape for p in params], [p.numel() for p in params]
+
+    def unflat(w):
+        parts = np.split(np.asarray(w, dtype=float), np.cumsum(sizes)[:-1])
+        return [torch.tensor(a.reshape(sh), requires_grad=True) for a, sh in zip(parts, shapes)]
+
+    def loss(w):
+        pred = mn.maml_predict(unflat(w), xs, ys, xq, inner_lr=0.05, n_steps=2)
+        return float(np.mean((pred - yq) ** 2))
+
+    def grad(w):
+        ws = unflat(w)
+        fast = mn.maml_adapt(ws, xs, ys, inner_lr=0.05, n_steps=2, create_graph=True)
+        torch.mean((mn._net_out(torch.as_tensor(xq), fast) - torch.as_tensor(yq)) ** 2).backward()
+        return np.concatenate([p.grad.numpy().ravel() for p in ws])
+
+    w0 = np.concatenate([p.detach().numpy().ravel() for p in params])
+    assert check_grad(loss, grad, w0) < 1e-6
+    same = mn.maml_adapt(params, xs, ys, inner_lr=0.05, n_steps=0)
+    assert all(torch.equal(a[i], p) for a, p in zip(same, params) for i in range(3))
+
+
+def test_maml_network_contract_and_learning():
+    params = mn.init_mlp((4,), head=True, rng=0)
+
+    def eps(g):
+        t = sl.sineline_tasks(8, 10, rng=g)
+        return t["x"][:, :5], t["y"][:, :5], t["x"][:, 5:], t["y"][:, 5:]
+
+    def run(rng=0, x0=None, callback=None, n_iters=3):
+        return mn.maml_network(eps, params, lr=0.01, n_iters=n_iters, inner_lr=0.02, n_steps=2,
+                               rng=rng, callback=callback)
+
+    res = check_method_contract(run)
+    assert res.method == "maml_network" and len(res.extras["params"]) == 4
+    long = run(n_iters=100)
+    assert long.history["f"][-10:].mean() < 0.8 * long.history["f"][:10].mean()
+
+
 # --- API contract and bad input ---------------------------------------------------------------------
 
 def EPISODES(g):
@@ -399,6 +446,12 @@ BAD_INPUT = {
     "expected_loglik": (lambda **kw: mn.expected_loglik(__import__("torch").zeros(2, 3, D), Y, np.zeros((2, D)),
                                                         np.zeros((2, D, D)), **kw), dict(noise=0.3),
                         {"noise": [0.0, -1.0]}, ()),
+    "maml_network": (lambda **kw: mn.maml_network(lambda g: (RAW(g)[0], RAW(g)[1], RAW(g)[0], RAW(g)[1]), **kw),
+                     dict(params=mn.init_mlp((3,), head=True), lr=0.01, n_iters=2, inner_lr=0.02, n_steps=1),
+                     {"params": [mn.init_mlp((3,))[:1]], "lr": [-1.0], "n_iters": [0], "inner_lr": [0.0],
+                      "n_steps": [-1], "rng": [-1], "callback": [3]}, ()),
+    "maml_adapt": (lambda **kw: mn.maml_adapt(mn.init_mlp((3,), head=True), Y, Y, **kw),
+                   dict(inner_lr=0.1, n_steps=1), {"inner_lr": [0.0], "n_steps": [-1, 1.5]}, ()),
     "numpy_features": (lambda **kw: mn.numpy_features(**kw, params=[]), dict(features=mn.mlp_features),
                        {"features": [3]}, ()),
     "maml_bilevel_problem": (lambda **kw: sl.maml_bilevel_problem(PHI[0], Y[0], **kw), dict(Phi_q=PHI[1], y_q=Y[1]),
