@@ -8,6 +8,7 @@ from scipy import stats
 
 from optlab.bilevel import core as bc
 from optlab.bilevel import meta_learning as ml
+from optlab.bilevel import meta_network as mn
 from optlab.bilevel import sineline as sl
 from optlab.claims import ClaimFailed
 from optlab.testing import check_bad_inputs, check_grad, check_method_contract
@@ -194,6 +195,156 @@ def test_niw_meta_reaches_the_em_oracle_on_held_out_tasks():
     assert res.history["f"][-20:].mean() < res.history["f"][:20].mean()
 
 
+# --- the network version: features learned through the ELBO at fixed local posteriors --------------
+
+def net_setup(seed=0, widths=(5, 4)):
+    import torch
+
+    params = mn.init_mlp(widths, rng=seed)
+    t = sl.sineline_tasks(4, 6, rng=seed + 1)
+    L = random_niw(seed + 2, D=widths[-1] + 1)
+    return torch, params, t["x"], t["y"], L
+
+
+def test_feature_gradient_matches_finite_differences_and_autograd_through_the_closed_form():
+    """d ELBO / d w at fixed q_i (the module) = FD of the ELBO with q_i recomputed = autograd through it."""
+    torch, params, x, y, L = net_setup()
+    D = len(L["m0"])
+    prior = ml.init_niw(D) | {"Lam": np.eye(D)}
+    theta, shapes = ml.pack(L), [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+
+    def unflat(w):
+        parts = np.split(np.asarray(w, dtype=float), np.cumsum(sizes)[:-1])
+        return [torch.tensor(a.reshape(s), requires_grad=True) for a, s in zip(parts, shapes)]
+
+    def elbo(w):
+        Phi = mn.mlp_features(torch.as_tensor(x), unflat(w)).detach().numpy()
+        return ml.elbo_and_grad(theta, Phi, y, noise=0.3, prior=prior, kl_weight=0.1)[0]
+
+    def grad_fixed_q(w):                      # what niw_meta_network does
+        ws = unflat(w)
+        Phi_t = mn.mlp_features(torch.as_tensor(x), ws)
+        Phi = Phi_t.detach().numpy()
+        m, V = ml.local_posterior(Phi, y, L["m0"], ml.expected_cov(L), 0.3)
+        mn.expected_loglik(Phi_t, y, m, V, 0.3).mean().backward()
+        return np.concatenate([p.grad.numpy().ravel() for p in ws])
+
+    def grad_through_posterior(w):           # autograd through the closed-form local update
+        ws = unflat(w)
+        Phi = mn.mlp_features(torch.as_tensor(x), ws)
+        P = torch.as_tensor(L["nu"] * np.linalg.inv(L["Lam"]))
+        m0, yt = torch.as_tensor(L["m0"]), torch.as_tensor(y)
+        V = torch.linalg.inv(Phi.transpose(1, 2) @ Phi / 0.09 + P)
+        m = (V @ (torch.einsum("nkd,nk->nd", Phi, yt) / 0.09 + P @ m0)[..., None])[..., 0]
+        dm = m - m0
+        S = dm[:, :, None] * dm[:, None, :] + V
+        val = mn.expected_loglik(Phi, yt, m, V, 0.3) + 0.5 * torch.logdet(V) \
+            - 0.5 * torch.einsum("de,ned->n", P, S)
+        val.mean().backward()
+        return np.concatenate([p.grad.numpy().ravel() for p in ws])
+
+    w0 = np.concatenate([p.detach().numpy().ravel() for p in params])
+    assert check_grad(elbo, grad_fixed_q, w0) < 1e-6
+    np.testing.assert_allclose(grad_fixed_q(w0), grad_through_posterior(w0), atol=1e-8)
+
+
+def test_expected_loglik_matches_monte_carlo():
+    torch, params, x, y, L = net_setup(3)
+    Phi = mn.mlp_features(torch.as_tensor(x), params).detach().numpy()
+    m, V = ml.local_posterior(Phi, y, L["m0"], ml.expected_cov(L), 0.3)
+    th = m[:, None] + np.einsum("nde,nse->nsd", np.linalg.cholesky(V),
+                                np.random.default_rng(0).standard_normal((4, 20000, len(m[0]))))
+    mc = stats.norm(np.einsum("nkd,nsd->nsk", Phi, th), 0.3).logpdf(y[:, None]).sum(2).mean(1)
+    got = mn.expected_loglik(torch.as_tensor(Phi), y, m, V, 0.3).numpy()
+    np.testing.assert_allclose(got, mc, rtol=2e-3)
+
+
+def test_frozen_random_features_reduce_to_the_linear_version():
+    rff = sl.RandomFeatures.make(6, rng=0)
+    fts = mn.torch_random_features(rff)
+    t = sl.sineline_tasks(3, 4, rng=0)
+    import torch
+
+    np.testing.assert_allclose(fts(torch.as_tensor(t["x"]), []).numpy(), rff(t["x"]), atol=1e-13)
+
+    def raw(g):
+        t = sl.sineline_tasks(8, 6, rng=g)
+        return t["x"], t["y"]
+
+    net = mn.niw_meta_network(raw, ml.init_niw(D), features=fts, params=[], lr=0.05, feature_lr=0.01,
+                              n_iters=30, noise=0.3, rng=4)
+    lin = ml.niw_meta(lambda g: (lambda x, y: (rff(x), y))(*raw(g)), ml.init_niw(D), lr=0.05, n_iters=30,
+                      noise=0.3, rng=4)
+    np.testing.assert_allclose(net.history["f"], lin.history["f"], rtol=1e-10)
+    np.testing.assert_allclose(net.cov, lin.cov, rtol=1e-8, atol=1e-12)
+    assert net.extras["params"] == [] and net.n_evals["episodes"] == lin.n_evals["episodes"]
+    phi = mn.numpy_features(fts, [])
+    np.testing.assert_allclose(phi(t["x"]), rff(t["x"]), atol=1e-13)
+
+
+def test_network_training_raises_the_elbo_and_leaves_its_inputs_alone():
+    torch, params, _, _, _ = net_setup(5, widths=(8, 8))
+    kept = [p.detach().clone() for p in params]
+
+    def raw(g):
+        t = sl.sineline_tasks(16, 10, rng=g)
+        return t["x"], t["y"]
+
+    res = mn.niw_meta_network(raw, ml.init_niw(9), features=mn.mlp_features, params=params, lr=0.05,
+                              feature_lr=0.01, n_iters=150, noise=0.3, rng=0)
+    assert res.history["f"][-20:].mean() < 0.5 * res.history["f"][:20].mean()
+    assert all(torch.equal(a, b) for a, b in zip(kept, params))
+    assert not all(torch.equal(a, b) for a, b in zip(kept, res.extras["params"]))
+
+
+def test_maml_network_meta_gradient_matches_finite_differences():
+    import torch
+
+    params = mn.init_mlp((3, 2), head=True, rng=1)
+    with torch.no_grad():
+        params[-2].copy_(torch.tensor([[0.7], [-0.4]]))
+    t = sl.sineline_tasks(3, 6, rng=2)
+    xs, ys, xq, yq = t["x"][:, :3], t["y"][:, :3], t["x"][:, 3:], t["y"][:, 3:]
+    shapes, sizes = [p.shape for p in params], [p.numel() for p in params]
+
+    def unflat(w):
+        parts = np.split(np.asarray(w, dtype=float), np.cumsum(sizes)[:-1])
+        return [torch.tensor(a.reshape(sh), requires_grad=True) for a, sh in zip(parts, shapes)]
+
+    def loss(w):
+        pred = mn.maml_predict(unflat(w), xs, ys, xq, inner_lr=0.05, n_steps=2)
+        return float(np.mean((pred - yq) ** 2))
+
+    def grad(w):
+        ws = unflat(w)
+        fast = mn.maml_adapt(ws, xs, ys, inner_lr=0.05, n_steps=2, create_graph=True)
+        torch.mean((mn._net_out(torch.as_tensor(xq), fast) - torch.as_tensor(yq)) ** 2).backward()
+        return np.concatenate([p.grad.numpy().ravel() for p in ws])
+
+    w0 = np.concatenate([p.detach().numpy().ravel() for p in params])
+    assert check_grad(loss, grad, w0) < 1e-6
+    same = mn.maml_adapt(params, xs, ys, inner_lr=0.05, n_steps=0)
+    assert all(torch.equal(a[i], p) for a, p in zip(same, params) for i in range(3))
+
+
+def test_maml_network_contract_and_learning():
+    params = mn.init_mlp((4,), head=True, rng=0)
+
+    def eps(g):
+        t = sl.sineline_tasks(8, 10, rng=g)
+        return t["x"][:, :5], t["y"][:, :5], t["x"][:, 5:], t["y"][:, 5:]
+
+    def run(rng=0, x0=None, callback=None, n_iters=3):
+        return mn.maml_network(eps, params, lr=0.01, n_iters=n_iters, inner_lr=0.02, n_steps=2,
+                               rng=rng, callback=callback)
+
+    res = check_method_contract(run)
+    assert res.method == "maml_network" and len(res.extras["params"]) == 4
+    long = run(n_iters=100)
+    assert long.history["f"][-10:].mean() < 0.8 * long.history["f"][:10].mean()
+
+
 # --- API contract and bad input ---------------------------------------------------------------------
 
 def EPISODES(g):
@@ -239,6 +390,25 @@ def test_non_finite_iterates_stop_the_run():
         assert "non-finite" in r.message and np.isnan(r.f), r.message
 
 
+def RAW(g):
+    t = sl.sineline_tasks(4, 5, rng=g)
+    return t["x"], t["y"]
+
+
+NET_X0 = ml.init_niw(5)
+
+
+def test_niw_meta_network_contract():
+    params = mn.init_mlp((4,), rng=0)
+
+    def run(rng=0, x0=None, callback=None):
+        return mn.niw_meta_network(RAW, NET_X0 if x0 is None else x0, features=mn.mlp_features, params=params,
+                                   lr=0.05, feature_lr=0.01, n_iters=4, noise=0.3, rng=rng, callback=callback)
+
+    res = check_method_contract(run)
+    assert set(res.extras) == {"mean", "cov", "params"} and res.n_evals["episodes"] == 16
+
+
 PHI, Y = tasks(2, 3, 0)
 BAD_INPUT = {
     "local_posterior": (lambda **kw: ml.local_posterior(**kw), dict(Phi=PHI, y=Y, mean=np.zeros(D), cov=np.eye(D),
@@ -265,6 +435,25 @@ BAD_INPUT = {
     "RandomFeatures.make": (lambda **kw: sl.RandomFeatures.make(**kw), dict(n_features=3, lengthscale=1.0),
                             {"n_features": [0], "lengthscale": [0.0]}, ()),
     "init_niw": (lambda **kw: ml.init_niw(**kw), dict(D=3, var=1.0), {"D": [0], "var": [-1.0]}, ()),
+    "niw_meta_network": (lambda **kw: mn.niw_meta_network(RAW, **kw),
+                         dict(x0=NET_X0, features=mn.mlp_features, params=mn.init_mlp((4,)), lr=0.05,
+                              feature_lr=0.01, n_iters=2, noise=0.3),
+                         {"x0": [(NET_X0 | {"nu": 3.0}, "nu"), ({"m0": 0}, "x0")], "params": [[np.zeros(3)]],
+                          "features": [3], "lr": [-0.1], "feature_lr": [-1.0], "n_iters": [0], "noise": [0.0],
+                          "kl_weight": [-1.0], "rng": [-1], "callback": [3]}, ("x0",)),
+    "init_mlp": (lambda **kw: mn.init_mlp(**kw), dict(widths=(3,), scale=1.0),
+                 {"widths": [(0,), ()], "scale": [0.0]}, ("widths",)),
+    "expected_loglik": (lambda **kw: mn.expected_loglik(__import__("torch").zeros(2, 3, D), Y, np.zeros((2, D)),
+                                                        np.zeros((2, D, D)), **kw), dict(noise=0.3),
+                        {"noise": [0.0, -1.0]}, ()),
+    "maml_network": (lambda **kw: mn.maml_network(lambda g: (RAW(g)[0], RAW(g)[1], RAW(g)[0], RAW(g)[1]), **kw),
+                     dict(params=mn.init_mlp((3,), head=True), lr=0.01, n_iters=2, inner_lr=0.02, n_steps=1),
+                     {"params": [mn.init_mlp((3,))[:1]], "lr": [-1.0], "n_iters": [0], "inner_lr": [0.0],
+                      "n_steps": [-1], "rng": [-1], "callback": [3]}, ()),
+    "maml_adapt": (lambda **kw: mn.maml_adapt(mn.init_mlp((3,), head=True), Y, Y, **kw),
+                   dict(inner_lr=0.1, n_steps=1), {"inner_lr": [0.0], "n_steps": [-1, 1.5]}, ()),
+    "numpy_features": (lambda **kw: mn.numpy_features(**kw, params=[]), dict(features=mn.mlp_features),
+                       {"features": [3]}, ()),
     "maml_bilevel_problem": (lambda **kw: sl.maml_bilevel_problem(PHI[0], Y[0], **kw), dict(Phi_q=PHI[1], y_q=Y[1]),
                              {"y_q": [Y[1, :2]], "Phi_q": [PHI]}, ()),
 }
