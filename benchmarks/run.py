@@ -71,8 +71,10 @@ def figure(rows) -> None:
     top = 1e3  # quality ratios above this are drawn hollow at the top edge, labelled with their range
     # the axes keep 3.2 inches; the legend, one line per comparison, goes below them
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 3.2 + 0.24 * len(comparisons)), layout="constrained")
+    palette = list(plt.get_cmap("tab10").colors) + ["black", "gold", "darkcyan", "navy"]
+    n_above = 0  # off-scale groups so far: their labels are stacked below the top edge
     for i, name in enumerate(comparisons):
-        color, marker = plt.get_cmap("tab10").colors[i % 10], "osD^vP*X"[i % 8]
+        color, marker = palette[i % len(palette)], "osD^vP*X<>ph"[i % 12]
         points = [(r["time_ratio"], r["quality_ratio"]) for r in timed if r["comparison"] == name]
         inside = [(t, q) for t, q in points if q <= top]
         ax.scatter([t for t, _ in inside], [q for _, q in inside], s=30, color=color, marker=marker, alpha=0.85,
@@ -82,8 +84,10 @@ def figure(rows) -> None:
             ax.scatter([t for t, _ in above], [top] * len(above), s=30, marker=marker, facecolors="none",
                        edgecolors=color)
             qs = [q for _, q in above]
-            ax.annotate(f"off scale: {min(qs):.0e} to {max(qs):.0e}", (min(t for t, _ in above), top),
-                        textcoords="offset points", xytext=(-4, -14), ha="left", fontsize="small", color=color)
+            n_above += 1
+            ax.annotate(f"off scale: {min(qs):.0e} to {max(qs):.0e}", (0.02, top), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, -14 * n_above), ha="left", fontsize="small",
+                        color=color)
     ax.axvline(1.0, color="0.6", lw=0.8, ls=":")
     ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", ylim=(None, 2 * top), xlabel="time ratio, optlab / peer",

@@ -328,7 +328,9 @@ def fedzo(clients: Clients, x0=None, *, n_rounds=20, local_steps=10, lr=0.01, n_
     Parameters as in :func:`fzoos`; ``n_dirs`` directions (``n_dirs + 1`` queries per local step)
     and the difference step ``mu``.  Returns the :func:`federated_zo` result.  Notes: the estimate
     :math:`\frac dq U^\top U\nabla f_i + O(\mu)` has :math:`E\cos^2 = q/d` with the gradient.
-    Fang et al. (2022), arXiv 2201.09531, ``fang2022communication``.  Book: chapters/federated/fzoos.ipynb
+    Fang et al. (2022), arXiv 2201.09531, ``fang2022communication``.
+
+    Book: chapters/federated/fzoos.ipynb
 
     >>> res = fedzo(quadratic_clients(3, 4, rng=0), n_rounds=3, local_steps=3, n_dirs=2, rng=0)
     >>> res.n_evals["f"], res.ledger.rounds
