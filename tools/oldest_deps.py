@@ -204,7 +204,7 @@ def install_optlab(python: Path) -> str:
 
 
 def check_import(python: Path, deps) -> bool:
-    names = {"scikit-learn": "sklearn"}  # distributions whose module has another name
+    names = {"scikit-learn": "sklearn", "scikit-optimize": "skopt"}  # distributions whose module has another name
     mods = ["optlab"] + [names.get(d.name, d.name.replace("-", "_")) for d in deps]
     code = ("import importlib, sys\n"
             f"for m in {mods!r}:\n"
