@@ -89,6 +89,18 @@ PHONE = {"width": 400, "height": 860}
 MIN_FONT_PX = 12.0  # 9 pt: the smallest text a figure may show, at the size the page shows it
 MAX_SHOT_HEIGHT = 8000  # px: full-page screenshots are cut there to keep _build/screenshots small
 TIMEOUT_MS = 30_000
+IDLE_MS = 10_000  # the best-effort wait for a quiet network before the page's own readiness (Tab.settle)
+# A page is ready when MathJax's first typeset is done, the fonts are loaded and every image that is not
+# lazily loaded has loaded or failed.
+READY_JS = """() => {
+  const typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;
+  if (typeset && !window.__optlabHooked) {
+    window.__optlabHooked = true;
+    typeset.then(() => { window.__optlabTypeset = true; });
+  }
+  return (!typeset || window.__optlabTypeset === true) && document.fonts.status === 'loaded'
+    && Array.from(document.images).every(i => i.complete || i.loading === 'lazy');
+}"""
 # JavaScript errors tolerated on a page: none.  (Jupyter Book 1 used to write sphinx-thebe's inline
 # `const THEBE_JS_URL` twice into every page; _config.yml leaves sphinx_thebe out, see there.)
 KNOWN_JS_ERRORS: list[str] = []
@@ -348,8 +360,25 @@ class Tab:
             pytest.fail(f"{path}: HTTP {response.status if response else 'no response'} from the built book "
                         f"({hint})", pytrace=False)
         if idle:
-            self.page.wait_for_load_state("networkidle")
+            self.settle(path)
         return self.page
+
+    def settle(self, path: str):
+        """Wait until the page is drawn as a reader sees it: MathJax has typeset, the fonts and every
+        (eager) image have loaded.  Playwright's "networkidle" (500 ms without a request) is only a
+        best-effort first wait: on a loaded machine it once never came within the timeout although
+        the page was complete, so the readiness checked is the page's own."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_load_state("networkidle", timeout=IDLE_MS)
+        except PlaywrightTimeout:
+            pass
+        try:
+            self.page.wait_for_function(READY_JS, timeout=TIMEOUT_MS)
+        except PlaywrightTimeout:
+            pytest.fail(f"{path}: not ready within {TIMEOUT_MS / 1000:.0f} s (MathJax, fonts or images "
+                        "still loading)", pytrace=False)
 
     def close(self):
         self.context.close()
