@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     if args.from_json:
         times = json.loads((ROOT / "_build" / "runtimes.json").read_text())
     else:
-        from execute import execute, single_thread_env
+        from execute import execute, save_runtimes, single_thread_env
 
         single_thread_env()
         times = {}
@@ -93,6 +93,7 @@ def main(argv=None) -> int:
             seconds, _ = execute(path, write=False)
             times[path.relative_to(ROOT).as_posix()] = round(seconds, 1)
             print(f"{seconds:7.1f} s  {path.relative_to(ROOT)}", flush=True)
+        save_runtimes(times)  # so that a later --from-json (after tools/execute.py on one chapter) keeps them
     PAGE.write_text(render(times))
     print(f"wrote {PAGE.relative_to(ROOT)}")
     over = [k for k, v in times.items() if v > BUDGET_S]
