@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from claims import run_claim  # noqa: E402
 
 CHAPTER = ROOT / "chapters" / "zeroth_order" / "deepzero.ipynb"
-# Seeds and sizes of the claim re-runs here; the chapter's claim uses seeds 11-13 with 8 hidden units.
-CLAIM_SEEDS = [7001, 7002, 7003]
+# Seeds and sizes of the claim re-runs here; the chapter's claim uses seeds 11-18 with 8 hidden units.
+CLAIM_SEEDS = list(range(7001, 7009))  # eight, as in the chapter: the accuracy gap is a seed mean
 OTHER_SIZES = {"HIDDEN": 6}
 
 SIZES = (64, 8, 10)
@@ -345,7 +345,7 @@ def test_the_claim_holds_on_seeds_and_sizes_the_chapter_does_not_use():
     verdict = run_claim(CHAPTER, seeds=CLAIM_SEEDS)
     assert verdict.passed and verdict.status == "holds in part"
     assert set(verdict.rejects) == set(WRONG_VARIANTS), "the verdict names exactly the variants tested here"
-    assert run_claim(CHAPTER, seeds=CLAIM_SEEDS, sizes=OTHER_SIZES).passed  # a three-seed mean, as in the chapter
+    assert run_claim(CHAPTER, seeds=CLAIM_SEEDS, sizes=OTHER_SIZES).passed  # an eight-seed mean, as in the chapter
 
 
 @pytest.mark.slow
