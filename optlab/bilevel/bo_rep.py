@@ -270,7 +270,7 @@ def quartic_problem(dim_x: int = 5, dim_y: int = 10, *, cond: float = 1.0, start
 
     Why B's singular values are all 1: with A = I a gradient step maps :math:`r = Bx - c` to
     :math:`r - \eta\|r\|^2 BB^\top r`, which multiplies every component of r in the range of B by
-    :math:`1 - \eta\|r\|^2`; once :math:`\eta\|r\|^2 > 2`, ``\|r\|`` grows at every step, so from the
+    :math:`1 - \eta\|r\|^2`; once :math:`\eta\|r\|^2 > 2`, :math:`\|r\|` grows at every step, so from the
     default start with step 0.1 gradient descent diverges on every draw.  (With Gaussian entries the
     smallest singular value varies with the draw, and on 6 of 200 seeds it converged from that start.)
     """
